@@ -1,0 +1,3 @@
+from leviathan_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""List the node's block devices: `python -m leviathan_tui.agent.probe [--label LABEL]`.
+
+Prints one JSON event per device assessment and a final result line holding the whole listing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from leviathan_tui.agent._emit import emit, milestone, result
+from leviathan_tui.agent.lsblk import assess, enrich, parse_lsblk, run_lsblk
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="leviathan-probe", description=__doc__)
+    parser.add_argument("--label", default="leviathan", help="the XFS label Leviathan gives its disks")
+    parser.add_argument("--no-blkid", action="store_true", help="trust lsblk's FSTYPE/LABEL (no superblock probe)")
+    args = parser.parse_args(argv)
+    milestone("PROBING block devices")
+    try:
+        raw = run_lsblk()
+        devices = enrich(parse_lsblk(raw), probe=not args.no_blkid)
+    except (OSError, subprocess.CalledProcessError, ValueError) as err:
+        return result("failed", f"lsblk failed: {err}")
+    for dev in devices:
+        verdict = assess(dev, args.label)
+        emit(
+            "device",
+            path=dev.path,
+            size=dev.size,
+            model=dev.model,
+            serial=dev.serial,
+            selectable=verdict.selectable,
+            reason=verdict.reason,
+            ours=verdict.ours,
+            foreign=verdict.foreign,
+        )
+    milestone(f"FOUND {len(devices)} block devices")
+    return result("done", devices=[d.to_json() for d in devices])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

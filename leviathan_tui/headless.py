@@ -1,0 +1,176 @@
+"""The headless front-end: answers from a replay file, one plain line per event on stdout,
+diagnostics on stderr. Never imports Textual."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from leviathan_tui.engine import Engine
+from leviathan_tui.errors import EXIT_INTERRUPTED
+from leviathan_tui.events import (
+    Event,
+    LogLine,
+    Notice,
+    Progress,
+    QuestionAsked,
+    RunFinished,
+    StepBlocked,
+    StepDone,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
+)
+
+PROGRESS_EVERY_S = 3.0
+
+
+def _gb(value: float) -> str:
+    return f"{value / 1e9:.1f} GB"
+
+
+class ProgressLines:
+    """Throttled progress lines with speed and ETA from rich's Task (not home-made maths)."""
+
+    def __init__(self, every_s: float = PROGRESS_EVERY_S) -> None:
+        from rich.progress import Progress as RichProgress
+
+        self.every_s = every_s
+        self._rich = RichProgress(auto_refresh=False, disable=True)
+        self._tasks: dict[str, Any] = {}
+        self._last: dict[str, float] = {}
+
+    def line(self, event: Progress) -> str | None:
+        key = f"{event.step_id}|{event.item}"
+        if key not in self._tasks:
+            self._tasks[key] = self._rich.add_task(key, total=event.total)
+        task_id = self._tasks[key]
+        self._rich.update(task_id, completed=event.done, total=event.total)
+        finished = event.total is not None and event.done >= event.total
+        now = time.monotonic()
+        if event.item:
+            return None  # per-file detail goes to the TUI (and file_done log lines); headless prints the overall line
+        if not finished and now - self._last.get(key, 0.0) < self.every_s:
+            return None
+        self._last[key] = now
+        task = self._rich.tasks[task_id]
+        if event.unit == "B":
+            text = _gb(event.done) + (f" of {_gb(event.total)} ({100 * event.done / event.total:.1f}%)" if event.total else "")
+            if task.speed:
+                text += f", {task.speed / 1e6:.1f} MB/s"
+            if task.time_remaining is not None and not finished:
+                text += f", ETA {_duration(task.time_remaining)}"
+        else:
+            text = f"{event.done:.0f} {event.unit}" + (f" of {event.total:.0f}" if event.total else "")
+        if event.item:
+            text = f"{event.item}: {text}"
+        if event.note:
+            text += f" — {event.note}"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class HeadlessPrinter:
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+        self.progress = ProgressLines()
+        self.failures: list[StepFailed] = []
+
+    def _print(self, step: str, kind: str, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        for i, line in enumerate(text.splitlines() or [""]):
+            prefix = f"{stamp} {step or '-':<20} {kind:<8} " if i == 0 else " " * 39
+            self.out.write(prefix + line + "\n")
+        self.out.flush()
+
+    def handle(self, event: Event) -> None:
+        match event:
+            case StepStarted():
+                self._print(event.step_id, "started", event.title)
+            case StepDone():
+                self._print(event.step_id, "done", event.summary)
+            case StepSkipped():
+                self._print(event.step_id, "skipped", f"already done: {event.reason}")
+            case StepFailed():
+                self.failures.append(event)
+                self._print(event.step_id, "FAILED", event.error)
+                if event.hint:
+                    self._print(event.step_id, "fix", event.hint)
+            case StepBlocked():
+                self._print(event.step_id, "blocked", f"not run: waiting for {', '.join(event.waiting_for)}")
+            case LogLine():
+                self._print(event.step_id, event.level if event.level != "info" else "log", event.line)
+            case Progress():
+                line = self.progress.line(event)
+                if line:
+                    self._print(event.step_id, "progress", line)
+            case QuestionAsked():
+                q = event.question
+                assert q is not None
+                self._print(event.step_id, "question", f"{q.id}: {q.prompt}")
+            case Notice():
+                self._print(event.step_id, "notice", f"{event.title}" + (f" (saved to {event.filename})" if event.filename else ""))
+                for line in event.body.splitlines():
+                    self.out.write("    " + line + "\n")
+            case RunFinished():
+                self._print("", "finished", f"{event.message} (exit {event.exit_code})")
+
+    def diagnostics(self) -> None:
+        for failure in self.failures:
+            self.err.write(f"error: {failure.step_id}: {failure.error}\n")
+            if failure.hint:
+                self.err.write(f"  fix: {failure.hint}\n")
+        self.err.flush()
+
+
+def run_headless(engine: Engine, events: queue.Queue[Event], only: list[str] | None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    printer = HeadlessPrinter(out, err)
+    result: dict[str, int] = {}
+
+    def drive() -> None:
+        try:
+            result["code"] = engine.run(only)
+        except BaseException as exc:  # surface anything unexpected in the main thread
+            result["error"] = 1
+            events.put(RunFinished("", 1, f"internal error: {type(exc).__name__}: {exc}"))
+
+    thread = threading.Thread(target=drive, name="engine", daemon=True)
+    thread.start()
+    interrupted = 0
+    while True:
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            if not thread.is_alive() and events.empty():
+                break
+            continue
+        except KeyboardInterrupt:
+            interrupted += 1
+            if interrupted == 1:
+                err.write("interrupted: stopping the running steps and saving the session (Ctrl-C again to quit at once)\n")
+                engine.cancel()
+                continue
+            engine.state.flush()
+            return EXIT_INTERRUPTED
+        try:
+            printer.handle(event)
+        except KeyboardInterrupt:
+            interrupted += 1
+            engine.cancel()
+        if isinstance(event, RunFinished):
+            break
+    thread.join(timeout=5)
+    printer.diagnostics()
+    return result.get("code", 1)

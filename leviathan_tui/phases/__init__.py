@@ -1,0 +1,28 @@
+"""The bring-up's steps, UI-free. Order here is the order the step list shows."""
+
+from __future__ import annotations
+
+from leviathan_tui.engine import Step
+
+
+def all_steps() -> list[Step]:
+    from leviathan_tui.phases.build import BuildImageStep, PushImageStep
+    from leviathan_tui.phases.deploy import ApplyStep, HealthStep
+    from leviathan_tui.phases.download import FetchStep
+    from leviathan_tui.phases.preflight import NodePreflightStep
+    from leviathan_tui.phases.storage import FormatStep, ProbeStep, VerifyHostStep
+
+    return [
+        NodePreflightStep(),
+        ProbeStep(),
+        FormatStep(),
+        VerifyHostStep(),
+        FetchStep(),
+        BuildImageStep(),
+        PushImageStep(),
+        ApplyStep(),
+        HealthStep(),
+    ]
+
+
+PHASES = ("preflight", "storage", "download", "build", "deploy")

@@ -1,0 +1,103 @@
+"""Replay files: the config and answers of a bring-up, replayed headless.
+
+```yaml
+version: 1
+config: {...}       # optional, same schema as --config
+answers:
+  storage.device: /dev/nvme0n1
+```
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leviathan_tui.config import load_yaml_file
+from leviathan_tui.errors import RefusedAnswer, UnansweredQuestion, UsageError
+from leviathan_tui.events import Question
+from leviathan_tui.state import atomic_write
+
+REPLAY_VERSION = 1
+
+
+@dataclass
+class ReplayFile:
+    path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> ReplayFile:
+        data = load_yaml_file(path, "replay file")
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: a replay file is a mapping with 'version' and 'answers', got {type(data).__name__}")
+        unknown = set(data) - {"version", "config", "answers"}
+        if unknown:
+            raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; a replay file has version, config, answers")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise UsageError(f"{path}: version: must be an integer (this Leviathan writes {REPLAY_VERSION})")
+        if version > REPLAY_VERSION:
+            raise UsageError(
+                f"{path}: version: {version} was written by a newer Leviathan; this one reads version {REPLAY_VERSION}",
+                "upgrade Leviathan, or re-record the replay file with this version",
+            )
+        if version < 1:
+            raise UsageError(f"{path}: version: must be 1 or more")
+        config = data.get("config") or {}
+        if not isinstance(config, dict):
+            raise UsageError(f"{path}: config: must be a mapping of sections")
+        answers = data.get("answers") or {}
+        if not isinstance(answers, dict):
+            raise UsageError(f"{path}: answers: must be a mapping of question id to answer")
+        for key, value in answers.items():
+            if not isinstance(key, str):
+                raise UsageError(f"{path}: answers: question ids are strings, got {key!r}")
+            if isinstance(value, dict | list):
+                raise UsageError(f"{path}: answers.{key}: must be a single value")
+        return cls(path, config, {k: v for k, v in answers.items()})
+
+    def dump(self) -> str:
+        doc: dict[str, Any] = {"version": REPLAY_VERSION}
+        if self.config:
+            doc["config"] = self.config
+        doc["answers"] = self.answers
+        return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, self.dump().encode())
+
+
+class ReplayAnswerer:
+    """Answers from a replay file; a missing or refused answer stops the run (exit 3)."""
+
+    def __init__(self, replay: ReplayFile) -> None:
+        self.replay = replay
+        self._lock = threading.Lock()
+
+    def answer(self, question: Question, cancelled: threading.Event) -> Any:
+        with self._lock:
+            if question.id not in self.replay.answers:
+                where = f" to {self.replay.path}" if self.replay.path else ""
+                raise UnansweredQuestion(
+                    f"question {question.id} ({question.prompt}) has no answer in the replay file",
+                    f"add this line under 'answers:'{where}:\n    {question.yaml_line()}",
+                )
+            answer = self.replay.answers[question.id]
+        if isinstance(answer, bool):
+            answer = "yes" if answer else "no"
+        elif isinstance(answer, int | float):
+            answer = str(answer)
+        problem = question.check(answer)
+        if problem:
+            raise RefusedAnswer(f"answer to {question.id} refused: {problem}", question.details.get("refusal_hint", ""))
+        return answer
+
+    def recorded(self, key: str) -> Any:
+        return self.replay.answers.get(key)
