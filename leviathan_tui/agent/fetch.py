@@ -71,7 +71,11 @@ def _api(endpoint: str | None = None) -> Any:
 
 
 def plan_repo(repo: str, revision: str, includes: list[str], dest: Path, flatten: bool, endpoint: str | None = None) -> list[PlannedFile]:
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     api = _api(endpoint)
     try:

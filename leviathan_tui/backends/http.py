@@ -35,7 +35,7 @@ class HttpBackend:
                 return HttpResult(response.status, response.read(), "", time.monotonic() - start)
         except urllib.error.HTTPError as err:
             return HttpResult(err.code, err.read() or b"", "", time.monotonic() - start)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return HttpResult(0, b"", f"no answer within {timeout:.0f} s", time.monotonic() - start)
         except urllib.error.URLError as err:
             reason = err.reason

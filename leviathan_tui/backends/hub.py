@@ -68,7 +68,12 @@ class HubBackend:
         return head_bytes(self.model, path, nbytes)
 
     def plan(self) -> DownloadPlan:
-        from leviathan_tui.agent.fetch import DEFAULT_CONFIG_INCLUDE, FetchError, folders_with_sizes, plan_repo
+        from leviathan_tui.agent.fetch import (
+            DEFAULT_CONFIG_INCLUDE,
+            FetchError,
+            folders_with_sizes,
+            plan_repo,
+        )
 
         m = self.model
         try:

@@ -166,7 +166,13 @@ class KubeBackend:
 
     def _call(self, verb: str, resource: str, fn: Callable[[], Any], *, namespace: str = "", allow_404: bool = False) -> Any:
         from kubernetes.client.exceptions import ApiException
-        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential,
+        )
 
         self._connect()
 

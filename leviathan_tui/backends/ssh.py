@@ -166,7 +166,7 @@ class SshConnector:
                 f"SSH to {target.hostname}:{target.port} refused",
                 "is sshd running on the build host, and is ssh.port right?",
             ) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise SshError(f"SSH to {target.hostname}:{target.port} timed out after {self.cfg.connect_timeout_s:.0f} s", "check the address and that a firewall lets port 22 through") from None
         except socket.gaierror as err:
             raise SshError(f"cannot resolve {target.hostname}: {err.strerror}", "check ssh.host (or HostName in ~/.ssh/config)") from None

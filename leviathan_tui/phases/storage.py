@@ -11,7 +11,12 @@ from leviathan_tui.agent.lsblk import BlockDevice, assess, human_size
 from leviathan_tui.engine import Step, StepContext
 from leviathan_tui.errors import RefusedAnswer, StepError
 from leviathan_tui.events import Choice, Question
-from leviathan_tui.manifests import agent_pod, host_check_pod, parse_talos_version, talos_storage_patch
+from leviathan_tui.manifests import (
+    agent_pod,
+    host_check_pod,
+    parse_talos_version,
+    talos_storage_patch,
+)
 from leviathan_tui.phases.agent_pod import run_agent
 
 PROBE_POD = "sysadmin-logistics-probe"

@@ -1,0 +1,1 @@
+"""Textual screens of the wizard; each screen's .tcss lives beside it."""
