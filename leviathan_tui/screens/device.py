@@ -24,15 +24,15 @@ class DeviceScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Static(self.question.prompt, id="title")
             table: DataTable[str] = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-            table.add_columns("device", "size", "model", "serial", "transport", "rotational", "filesystem / label", "mounted at", "status")
+            table.add_columns("device", "size", "model", "serial", "tran", "rot", "fs / label", "mounted", "status")
             for choice in self.question.choices:
                 d = choice.details
                 status = "ours: mount only" if d.get("ours") else ("OK" if choice.selectable else f"unsafe: {choice.reason}")
                 fs = (d.get("fstype") or "-") + (f" / {d['label']}" if d.get("label") else "")
                 table.add_row(
-                    choice.value, d.get("size_h", ""), d.get("model") or "-", d.get("serial") or "-",
+                    choice.value, d.get("size_h", ""), (d.get("model") or "-")[:20], d.get("serial") or "-",
                     d.get("transport") or "-", "yes" if d.get("rotational") else "no", fs,
-                    ", ".join(d.get("mounts") or []) or "-", status, key=choice.value,
+                    (", ".join(d.get("mounts") or []) or "-")[:16], status, key=choice.value,
                 )
             yield table
             yield Static("", id="why")

@@ -7,8 +7,23 @@ import pytest
 
 from leviathan_tui.config import Config
 from leviathan_tui.engine import Engine, Step, StepContext
-from leviathan_tui.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED, StepError, UsageError
-from leviathan_tui.events import Event, Question, StepBlocked, StepDone, StepFailed, StepSkipped, StepStarted
+from leviathan_tui.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    EXIT_UNANSWERED,
+    StepError,
+    UsageError,
+)
+from leviathan_tui.events import (
+    Event,
+    Question,
+    StepBlocked,
+    StepDone,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
+)
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.state import State
 

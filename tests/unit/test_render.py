@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from leviathan_tui.config import Config
-from leviathan_tui.manifests import deployment, render_all, service, talos_storage_patch
 from leviathan_tui.engines import engine_spec
+from leviathan_tui.manifests import deployment, render_all, service, talos_storage_patch
 from tests.conftest import leviathan_cmd, run_env
 from tests.support.validate import OLDEST, newest, validate
 

@@ -11,7 +11,6 @@ import pytest
 
 from leviathan_tui.errors import UsageError
 from leviathan_tui.state import SessionLock, State
-
 from tests.conftest import run_env
 
 
