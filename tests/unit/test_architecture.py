@@ -14,11 +14,11 @@ def test_import_linter_contract_holds() -> None:
 def test_headless_path_never_loads_textual(tmp_path: Path) -> None:
     code = (
         "import sys, runpy\n"
-        "sys.argv = ['leviathan', '--dry-run', '--state-dir', %r, '--replay', %r, '--only', 'build']\n"
+        "sys.argv = ['leviathan', '--dry-run', '--state-dir', {!r}, '--replay', {!r}, '--only', 'build']\n"
         "try:\n    runpy.run_module('leviathan_tui', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"
         "print('TEXTUAL' if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) else 'CLEAN', code)\n"
-    ) % (str(tmp_path), str(ROOT / "examples" / "dry-run-replay.yaml"))
+    ).format(str(tmp_path), str(ROOT / "examples" / "dry-run-replay.yaml"))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env(LEVIATHAN_DRY_RUN_SPEED="8"), timeout=120)
     assert result.stdout.strip().endswith("CLEAN 0"), result.stdout[-500:] + result.stderr
 
