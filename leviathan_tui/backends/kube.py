@@ -197,6 +197,11 @@ class KubeBackend:
         except RetryError as err:  # pragma: no cover - reraise=True makes this rare
             raise KubeError(f"API {verb} {resource}: {err}") from None
         except Exception as err:
+            if type(err).__name__ == "ValidationError" and type(err).__module__.startswith("pydantic"):
+                raise KubeError(
+                    f"the Kubernetes client refused the {resource} before sending it: {str(err).splitlines()[0:3]}",
+                    "the manifest has a field this client version does not know; `leviathan render` shows it",
+                ) from None
             if _is_transient(err):
                 raise KubeError(
                     f"the Kubernetes API did not answer {verb} {resource}: {_describe(err)}",
