@@ -292,10 +292,12 @@ def verify_files(files: list[PlannedFile], workers: int) -> list[str]:
             problem = future.result()
             if problem:
                 bad.append(file.name)
+                _record_path(file).unlink(missing_ok=True)  # the next run fetches this file again
                 emit("corrupt", file=file.name, reason=problem)
             else:
                 emit("verified", file=file.name)
-    bad.extend(check_gguf_set([f for f in files if f.name.endswith(".gguf") and f.name not in bad]))
+    present = [f for f in files if f.name.endswith(".gguf") and f.dest.exists()]
+    bad.extend(n for n in check_gguf_set(present) if n not in bad)
     return bad
 
 
@@ -468,4 +470,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(0 if main() == 0 else 1)
