@@ -64,7 +64,11 @@ class RemoteJob:
         return f"{self.dir}/{self.name}.log"
 
     def session_(self) -> Any:
-        if self.session is None or not self.session.alive:
+        if self.session is not None and not self.session.alive:
+            self.ctx.log(f"SSH connection lost; reconnecting — the {self.name} goes on on the build host", "warn")
+            self.session.close()
+            self.session = None
+        if self.session is None:
             self.session = self._connect()
         return self.session
 
