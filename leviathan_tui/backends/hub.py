@@ -107,7 +107,10 @@ def head_bytes(model: ModelConfig, path: str, nbytes: int) -> bytes:
     url = hf_hub_url(model.repo, path, revision=model.revision, endpoint=model.endpoint)
     headers = build_hf_headers()
     headers["Range"] = f"bytes=0-{nbytes - 1}"
-    response = get_session().get(url, headers=headers, follow_redirects=True, timeout=60.0)
+    try:
+        response = get_session().get(url, headers=headers, follow_redirects=True, timeout=60.0)
+    except Exception as err:  # any transport error: the caller decides whether sizing is optional
+        raise StepError(f"cannot read the header of {path}: {type(err).__name__}: {err}") from None
     if response.status_code not in (200, 206):
         raise StepError(f"cannot read the header of {path}: HTTP {response.status_code}")
     return response.content[:nbytes]

@@ -133,6 +133,7 @@ class ApplyStep(Step):
         deadline = time.monotonic() + ctx.config.cluster.pod_timeout_s
         seen_events: set[str] = set()
         last_state = ""
+        explained: dict[str, Any] = {}
         while True:
             ctx.check_cancelled()
             pods = kube.list_pods(ns, selector)
@@ -159,14 +160,20 @@ class ApplyStep(Step):
                 cause = explain_pod(status.reason, status.message) if status.reason else None
                 if cause and cause.fatal:
                     raise StepError(f"pod {status.name}: {cause.cause} ({status.reason}: {status.message})", cause.fix)
+                for found in (cause, *(explain_pod(e.get("reason", ""), e.get("message", "")) for e in kube.pod_events(ns, status.name)[-3:])):
+                    if found and found.rule not in explained:
+                        explained[found.rule] = found
+                        ctx.log(f"why: {found.cause} — fix: {found.fix}", "warn")
                 if status.phase == "Running":
                     return status.name
                 if status.phase == "Failed":
                     raise self._crash(ctx, status)
             if time.monotonic() > deadline:
+                causes = list(explained.values())
+                reason = f"; {causes[-1].cause}" if causes else ""
                 raise StepError(
-                    f"the engine pod did not start within {ctx.config.cluster.pod_timeout_s:.0f} s (last state: {last_state or 'no pod'})",
-                    f"kubectl -n {ns} describe pod -l {selector}",
+                    f"the engine pod did not start within {ctx.config.cluster.pod_timeout_s:.0f} s (last state: {last_state or 'no pod'}){reason}",
+                    causes[-1].fix if causes else f"kubectl -n {ns} describe pod -l {selector}",
                 )
             ctx.sleep(2.0)
 

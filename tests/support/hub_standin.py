@@ -230,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         if rng and rng.startswith("bytes="):
             first, _, last = rng[6:].partition("-")
             start = int(first) if first else 0
-            end = int(last) if last else f.size - 1
+            end = min(int(last), f.size - 1) if last else f.size - 1
             if start >= f.size:
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{f.size}")

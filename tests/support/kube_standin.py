@@ -51,6 +51,12 @@ class PodRun:
     exit_code: int | None = None
     started: float = 0.0
     reason: str = ""
+    waiting_reason: str = ""
+    waiting_message: str = ""
+    unschedulable: str = ""
+    last_terminated: str = ""
+    restarts: int = 0
+    previous_log: str = ""
 
 
 @dataclass
@@ -240,15 +246,23 @@ class StandIn:
     def pod_json(self, run: PodRun) -> dict[str, Any]:
         obj = copy.deepcopy(run.manifest)
         container = obj["spec"]["containers"][0]["name"]
-        status: dict[str, Any] = {"phase": run.phase, "conditions": [{"type": "PodScheduled", "status": "True"}]}
-        if run.phase == "Pending":
-            state: dict[str, Any] = {"waiting": {"reason": "ContainerCreating"}}
+        scheduled = {"type": "PodScheduled", "status": "True"}
+        if run.unschedulable:
+            scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": run.unschedulable}
+        status: dict[str, Any] = {"phase": run.phase, "conditions": [scheduled]}
+        if run.waiting_reason:
+            state: dict[str, Any] = {"waiting": {"reason": run.waiting_reason, "message": run.waiting_message}}
+        elif run.phase == "Pending":
+            state = {"waiting": {"reason": "ContainerCreating"}}
         elif run.phase == "Running":
             state = {"running": {"startedAt": now()}}
         else:
             state = {"terminated": {"exitCode": run.exit_code, "reason": run.reason}}
-        status["containerStatuses"] = [{"name": container, "ready": run.phase == "Running", "restartCount": 0, "state": state,
-                                        "image": obj["spec"]["containers"][0]["image"], "imageID": "", "lastState": {}}]
+        last = {"terminated": {"exitCode": 137 if run.last_terminated == "OOMKilled" else 1, "reason": run.last_terminated}} if run.last_terminated else {}
+        status["containerStatuses"] = [{"name": container, "ready": run.phase == "Running" and not run.waiting_reason, "restartCount": run.restarts,
+                                        "state": state, "image": obj["spec"]["containers"][0]["image"], "imageID": "", "lastState": last}]
+        if run.unschedulable:
+            status.pop("containerStatuses")
         obj["status"] = status
         return obj
 
@@ -442,6 +456,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, status_body(400, "BadRequest", f'container "{run.manifest["spec"]["containers"][0]["name"]}" in pod "{name}" is waiting to start: ContainerCreating'))
             return
         follow = query.get("follow") == "true"
+        if query.get("previous") == "true":
+            if not run.previous_log:
+                self._send(400, status_body(400, "BadRequest", f'previous terminated container "engine" in pod "{name}" not found'))
+                return
+            data = run.previous_log.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(data)
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.end_headers()
@@ -515,9 +539,10 @@ class _Handler(BaseHTTPRequestHandler):
                 outcome = s.deployment_pod_script(manifest)
                 for reason, message, kind in outcome.get("events", []):
                     s.event(ns, pod_name, reason, message, kind)
+                for key in ("reason", "exit_code", "waiting_reason", "waiting_message", "unschedulable", "last_terminated", "restarts", "previous_log"):
+                    if key in outcome:
+                        setattr(run, key, outcome[key])
                 run.phase = outcome.get("phase", "Running")
-                run.reason = outcome.get("reason", "")
-                run.exit_code = outcome.get("exit_code")
                 if outcome.get("log"):
                     run.log_path.write_text(outcome["log"])
                 return
