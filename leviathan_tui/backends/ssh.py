@@ -263,11 +263,11 @@ class SshConnector:
 
         try:
             return paramiko.PKey.from_path(path)
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):  # paramiko 4+ raises TypeError for encrypted keys
             passphrase = os.environ.get("LEVIATHAN_SSH_PASSPHRASE") or ask_secret(f"Passphrase for {path}")
             try:
-                return paramiko.PKey.from_path(path, passphrase=passphrase.encode())
-            except paramiko.SSHException:
+                return paramiko.PKey.from_path(path, password=passphrase.encode())
+            except (paramiko.SSHException, ValueError, TypeError):
                 raise SshError(f"wrong passphrase for {path}", "type it again, or add the key to ssh-agent") from None
         except (paramiko.SSHException, OSError, ValueError):
             return None

@@ -47,6 +47,10 @@ def fetch_env(ctx: StepContext) -> list[dict[str, Any]]:
     return env
 
 
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 class FetchStep(Step):
     id = "download.fetch"
     title = "Download and verify the model"
@@ -69,11 +73,11 @@ class FetchStep(Step):
         if not plan.exact:
             ctx.log(f"plan from {plan.source} (offline data: sizes approximate)", "warn")
         ctx.log(
-            f"{plan.folder}: {len(plan.gguf)} shards, {plan.gguf_total / 1e9:.1f} GB ({human_size(plan.gguf_total)}) "
+            f"{plan.folder}: {len(plan.gguf)} shards, {_gb(plan.gguf_total)} ({human_size(plan.gguf_total)}) "
             f"+ {len(plan.config)} config files from {ctx.config.model.config_repo}"
         )
         if plan.quants:
-            ctx.log("quants in the repo: " + ", ".join(f"{q} {s / 1e9:.0f} GB" for q, s in sorted(plan.quants.items())))
+            ctx.log("quants in the repo: " + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items())))
         ctx.set_artifact("folder", plan.folder)
         ctx.set_artifact("total", plan.total)
         ctx.set_artifact("plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files])
@@ -118,7 +122,7 @@ class FetchStep(Step):
             raise StepError(f"download failed: {result.get('reason')}", "run again: finished shards are kept and partial ones resume")
         ctx.set_artifact("verified", bool(result.get("verified")))
         ctx.set_artifact("bytes", int(result.get("total") or 0))
-        return f"{result.get('files')} files, {int(result.get('total') or 0) / 1e9:.1f} GB downloaded and verified"
+        return f"{result.get('files')} files, {_gb(int(result.get('total') or 0))} downloaded and verified"
 
     def _check_fits(self, ctx: StepContext, total: int) -> None:
         free = ctx.artifact("free_bytes", step="storage.format")

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -68,6 +69,7 @@ class StandIn:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kube-standin-")))
     deployment_pod_delay_s: float = 0.5
     deployment_pod_script: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    pod_env: dict[str, str] = field(default_factory=dict)  # extra environment of locally run pods
 
     def __post_init__(self) -> None:
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -222,6 +224,7 @@ class StandIn:
             return text
 
         env = dict(os.environ)
+        env.update(self.pod_env)
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = local(item["value"])
@@ -231,7 +234,8 @@ class StandIn:
                 if ref["key"] in secret:
                     env[item["name"]] = secret[ref["key"]]
         command = [local(part) for part in container["command"] + container.get("args", [])]
-        command[0] = {"python3": os.environ.get("STANDIN_PYTHON", "python3")}.get(command[0], command[0])
+        if command[0] in ("python3", "python"):
+            command[0] = sys.executable  # the pod's Python is this machine's
         self.event(namespace, name, "Pulled", f'Container image "{container["image"]}" already present on machine')
         with open(run.log_path, "ab") as log:
             run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
