@@ -93,6 +93,8 @@ class SshSession:
             stderr = channel.makefile_stderr("rb").read().decode(errors="replace")
             code = channel.recv_exit_status()
             channel.close()
+            if code == -1:  # the server never sent an exit status: the connection went away
+                raise ConnectionError("SSH connection lost while a command ran")
             return code, stdout, stderr
         except (OSError, EOFError) as err:
             raise ConnectionError(f"SSH connection lost: {err}") from err

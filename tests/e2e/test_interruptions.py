@@ -1,0 +1,65 @@
+"""The same bring-up killed at every step boundary and in the middle of every long step,
+restarted each time with the same command, ending in the same correct state."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.e2e.conftest import pytestmark as _requirements
+from tests.e2e.sandbox import Sandbox
+
+pytestmark = [_requirements, pytest.mark.slow]
+
+# (what the wizard prints, where that is)
+POINTS = [
+    ("storage.probe        log      >> PROBING", "probe, middle"),
+    ("storage.probe        done", "probe, boundary"),
+    (">> FORMATTING", "format, middle"),
+    ("storage.format       done", "format, boundary"),
+    (">> DOWNLOADING", "download, middle"),
+    ("download.fetch       progress", "download, middle (bytes flowing)"),
+    ("build.image          log      STEP 1", "build, middle"),
+    ("download.fetch       done", "download, boundary"),
+    ("build.image          done", "build, boundary"),
+    ("build.push           log      pushing", "push, middle"),
+    ("build.push           done", "push, boundary"),
+    ("deploy.apply         started", "apply, middle"),
+    ("deploy.apply         done", "apply, boundary"),
+    ("deploy.health        log      loading", "health, middle"),
+]
+
+
+def state_is_valid_json(box: Sandbox) -> None:
+    path = box.state_dir / "state.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        assert data["schema"] == 1
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_everywhere_resumes_to_the_same_state(sandbox_factory, sig: int) -> None:
+    box = sandbox_factory(hub_rate=2 * 2**20, shard_mib=8)
+    hit: list[str] = []
+    for pattern, where in POINTS:
+        code, output = box.run_until(pattern, sig)
+        state_is_valid_json(box)
+        if pattern in output and code != 0:
+            hit.append(where)
+            expected = (-signal.SIGKILL,) if sig == signal.SIGKILL else (130,)
+            assert code in expected, (where, code, output[-1500:])
+        elif code == 0:
+            break  # the bring-up finished before this point came round
+    assert len(hit) >= 8, hit
+    final = box.run()
+    assert final.code == 0, final.stdout[-3000:] + final.stderr
+    state = box.state()
+    assert all(rec["status"] in ("done", "skipped") for rec in state["steps"].values()), state["steps"]
+    assert box.mkfs_calls() == 1, "the disk must be formatted exactly once"
+    assert box.builds() == 1, "one build, however often the wizard was stopped"
+    largest = max(p.stat().st_size for p in box.published["shards"])
+    assert box.bytes_served() <= box.shard_total() + largest, (box.bytes_served(), box.shard_total())
+    assert box.mounted_label() == ("xfs", "leviathan")
+    assert state["steps"]["deploy.health"]["artifacts"]["reply"]
