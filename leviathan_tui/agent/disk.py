@@ -104,18 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     if dev.size != args.size:
         return result("refused", f"size mismatch on {device}: expected {args.size} bytes, found {dev.size} — not the disk that was chosen")
 
-    verdict = assess(dev, args.label)
-    already_mounted_here = False
+    verdict = assess(dev, args.label, args.mountpoint)
     if not verdict.selectable:
-        mounted_at = dev.all_mounts
-        # our own disk, already mounted at the target: the resume case, nothing to do but verify
-        ours_here = (
-            dev.fstype == "xfs" and dev.label == args.label and mounted_at and set(mounted_at) == {args.mountpoint}
-        )
-        if not ours_here:
-            return result("refused", f"{device}: {verdict.reason}")
-        already_mounted_here = True
-    if not already_mounted_here:
+        return result("refused", f"{device}: {verdict.reason}")
+    mounted_here = verdict.ours and bool(dev.all_mounts)  # resume: ours, already at the mountpoint
+    if not mounted_here:
         try:
             busy = [p.path for p in dev.walk() if _exclusive_busy(p.path)]
         except OSError as err:

@@ -131,7 +131,8 @@ def parse_lsblk(payload: str | dict[str, Any]) -> list[BlockDevice]:
     return [build(d) for d in data["blockdevices"]]
 
 
-def assess(device: BlockDevice, label: str) -> Assessment:
+def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> Assessment:
+    """`mountpoint`: where Leviathan mounts its disk; our own disk mounted exactly there is fine."""
     if device.type not in FORMATTABLE_TYPES:
         return Assessment(False, f"type {device.type or 'unknown'} cannot be formatted (only whole disks)", False, "")
     if device.size <= 0:
@@ -143,9 +144,12 @@ def assess(device: BlockDevice, label: str) -> Assessment:
     if system:
         return Assessment(False, f"Talos system disk (partitions {', '.join(system)})", False, "")
     mounts = device.all_mounts
+    ours = device.fstype == "xfs" and device.label == label and not device.children
     if mounts:
+        if ours and mountpoint and set(mounts) == {mountpoint}:
+            return Assessment(True, "", True, "")  # resume: already formatted and mounted by Leviathan
         return Assessment(False, f"mounted at {', '.join(mounts)}", False, "")
-    if device.fstype == "xfs" and device.label == label and not device.children:
+    if ours:
         return Assessment(True, "", True, "")
     foreign = ""
     if device.fstype:

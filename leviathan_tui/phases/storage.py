@@ -31,8 +31,8 @@ A_SERIAL = "storage.device_serial"
 A_SIZE = "storage.device_size"
 
 
-def device_choice(dev: BlockDevice, label: str) -> Choice:
-    verdict = assess(dev, label)
+def device_choice(dev: BlockDevice, label: str, mountpoint: str | None = None) -> Choice:
+    verdict = assess(dev, label, mountpoint)
     fs = dev.fstype or ("partitioned" if dev.children else "")
     text = f"{dev.path}  {human_size(dev.size)}  {dev.model or '-'}  serial {dev.serial or '-'}"
     if verdict.ours:
@@ -70,14 +70,14 @@ class ProbeStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        pod = agent_pod(ctx.config, PROBE_POD, "probe", ["--label", ctx.config.storage.label])
+        pod = agent_pod(ctx.config, PROBE_POD, "probe", ["--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount])
         result = run_agent(ctx, pod, lambda e: _log_device(ctx, e))
         if result.get("status") != "done":
             raise StepError(f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}")
         devices = result.get("devices") or []
         ctx.set_artifact("devices", devices)
         parsed = [BlockDevice.from_json(d) for d in devices]
-        usable = [d for d in parsed if assess(d, ctx.config.storage.label).selectable]
+        usable = [d for d in parsed if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable]
         return f"{len(parsed)} block devices, {len(usable)} can hold the model"
 
 
@@ -109,7 +109,8 @@ class FormatStep(Step):
         devices = {d.path: d for d in probed_devices(ctx)}
         if not devices:
             raise StepError("the probe found no block devices", "run the storage phase again")
-        choices = [device_choice(d, label) for d in devices.values()]
+        mountpoint = ctx.config.storage.pod_mount
+        choices = [device_choice(d, label, mountpoint) for d in devices.values()]
         question = Question(
             Q_DEVICE,
             "Which disk should hold the model?",
@@ -123,7 +124,7 @@ class FormatStep(Step):
         _check_recorded_identity(ctx, dev)
         ctx.state.set_answer(A_SERIAL, dev.serial)
         ctx.state.set_answer(A_SIZE, dev.size)
-        verdict = assess(dev, label)
+        verdict = assess(dev, label, mountpoint)
         allow_foreign = False
         if not verdict.ours:
             ctx.ask(confirm_question(dev, verdict.foreign))

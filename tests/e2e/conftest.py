@@ -26,7 +26,7 @@ def build_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd,
     if os.geteuid() != 0 or not all(shutil.which(t) for t in REQUIREMENTS):
         pytest.skip("the sandbox needs root, loop devices, sshd, buildah and docker-registry")
     base = tmp_path_factory.mktemp("e2e-buildhost")
-    shim = buildah_shim(base / "bin", delay_s=2.0)
+    shim = buildah_shim(base / "bin", delay_s=6.0)
     sshd = start_sshd(base / "sshd", passphrase=SSH_PASSPHRASE,
                       env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
     registry = start_registry(base / "registry")

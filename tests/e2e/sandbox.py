@@ -107,9 +107,16 @@ class Sandbox:
         self.hub.rate_bytes_s = self.hub_rate
         self.published = publish(self.hub, self.root / "hub", shards=3, mib_per_shard=self.shard_mib)
         self.hub.start()
-        self.engine = EngineStandIn(flavour="ktransformers", loading_s=1.0, port=self.node_port)
+        self.engine = EngineStandIn(flavour="ktransformers", loading_s=3.0, port=self.node_port)
         self.engine.start()
+        self.kube.on_deployment = self._engine_restarts
         self.write_files()
+
+    def _engine_restarts(self, deployment: dict[str, Any]) -> None:
+        """A new rollout: the engine loads the model again before it answers."""
+        if self.engine.chats:
+            return  # once it has answered, a re-apply of the same spec does not restart it
+        self.engine.reload()
 
     # --- files the wizard gets -------------------------------------------------------------
 
@@ -160,8 +167,10 @@ class Sandbox:
         self.transcript.append(proc.stdout + proc.stderr)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def run_until(self, pattern: str, sig: int, timeout: float = 120) -> tuple[int, str]:
-        """Start the wizard, wait for a line containing `pattern`, send `sig`; return (exit, output)."""
+    def run_until(self, pattern: str | list[str], sig: int, timeout: float = 120) -> tuple[int, str]:
+        """Start the wizard, wait for a line containing `pattern` (or any of a list), send `sig`;
+        return (exit, output)."""
+        patterns = [pattern] if isinstance(pattern, str) else pattern
         proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env())
         seen = []
         deadline = time.monotonic() + timeout
@@ -171,7 +180,7 @@ class Sandbox:
             if not line:
                 break
             seen.append(line)
-            if pattern in line:
+            if any(p in line for p in patterns):
                 proc.send_signal(sig)
                 break
         try:

@@ -25,7 +25,7 @@ class EngineStandIn:
     on_request: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
-        self.started = time.monotonic()
+        self.started: float | None = time.monotonic()
         self.server: ThreadingHTTPServer | None = None
 
     def start(self) -> str:
@@ -41,8 +41,14 @@ class EngineStandIn:
             self.server.shutdown()
             self.server.server_close()
 
+    def reload(self) -> None:
+        """Start loading the model again; the clock starts with the next request."""
+        self.started = None
+
     @property
     def loading(self) -> bool:
+        if self.started is None:
+            self.started = time.monotonic()
         return time.monotonic() - self.started < self.loading_s
 
 

@@ -53,7 +53,8 @@ class HubStandIn:
     def __init__(self) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.requests: list[Request] = []
-        self.bytes_served: dict[str, int] = {}
+        self.bytes_served: dict[str, int] = {}  # downloads (whole files and open-ended resumes)
+        self.prefix_bytes: dict[str, int] = {}  # bounded Range reads of a file's start (header sizing)
         self.lock = threading.Lock()
         self.down_until = 0.0
         self.cut_after_bytes: int | None = None  # cut every transfer after this many bytes (while set)
@@ -253,6 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.hub.corrupt[path] -= 1
                 corrupt_at = f.size // 2
         sent = 0
+        counter = self.hub.prefix_bytes if (rng and start == 0 and end < f.size - 1) else self.hub.bytes_served
         with open(f.data_path, "rb") as handle:
             handle.seek(start)
             position = start
@@ -273,6 +275,6 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(chunk)
                 position += len(chunk)
                 with self.hub.lock:
-                    self.hub.bytes_served[path] = self.hub.bytes_served.get(path, 0) + len(chunk)
+                    counter[path] = counter.get(path, 0) + len(chunk)
                 if self.hub.rate_bytes_s:
                     time.sleep(len(chunk) / self.hub.rate_bytes_s)

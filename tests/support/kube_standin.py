@@ -70,6 +70,7 @@ class StandIn:
     deployment_pod_delay_s: float = 0.5
     deployment_pod_script: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     pod_env: dict[str, str] = field(default_factory=dict)  # extra environment of locally run pods
+    on_deployment: Callable[[dict[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -519,6 +520,8 @@ class _Handler(BaseHTTPRequestHandler):
         if obj is None:
             return
         self._send(200, obj)
+        if self.standin.on_deployment:
+            self.standin.on_deployment(obj)
         self._roll_out(ns, obj)
 
     def _roll_out(self, ns: str, dep: dict[str, Any]) -> None:

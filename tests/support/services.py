@@ -131,7 +131,8 @@ def start_registry(directory: Path) -> Registry:
 
 
 def buildah_shim(directory: Path, delay_s: float = 0.0) -> Path:
-    """A `buildah` first in PATH on the build host: counts builds, can make them slower."""
+    """A `buildah` first in PATH on the build host: counts builds; a build's exit comes `delay_s`
+    after its output, so a test has time to interrupt a build that is visibly running."""
     directory.mkdir(parents=True, exist_ok=True)
     real = shutil.which("buildah", path="/usr/bin:/usr/local/bin")
     log = directory / "builder-calls.log"
@@ -139,8 +140,10 @@ def buildah_shim(directory: Path, delay_s: float = 0.0) -> Path:
     script = (
         "#!/bin/sh\n"
         f'echo "$@" >> {log}\n'
-        f'case " $* " in *" build "*) sleep {delay_s} ;; esac\n'
-        f'exec {real} "$@"\n'
+        f'case " $* " in\n'
+        f'  *" build "*) {real} "$@"; code=$?; sleep {delay_s}; exit $code ;;\n'
+        f'  *) exec {real} "$@" ;;\n'
+        f'esac\n'
     )
     (directory / "buildah").write_text(script)
     (directory / "buildah").chmod(0o755)

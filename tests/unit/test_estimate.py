@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from gguf import GGUFWriter
 
-from leviathan_tui.estimate import KV_BYTES_PER_TOKEN_DEEPSEEK, NotGguf, estimate, read_header, read_local_header
+from leviathan_tui.estimate import (
+    KV_BYTES_PER_TOKEN_DEEPSEEK,
+    NotGguf,
+    estimate,
+    read_header,
+    read_local_header,
+)
 
 
 def write(path: Path, tensors: dict[str, np.ndarray], pad_kv: int = 0) -> Path:
