@@ -17,6 +17,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, RichLog
 
 LEVEL_STYLE = {"error": "bold red", "warn": "yellow", "debug": "dim", "info": ""}
+MAX_LINES_PER_PAINT = 300  # a flood is kept whole (search, save, pause) but painted by its tail
 
 
 class LogPane(Vertical):
@@ -88,7 +89,11 @@ class LogPane(Vertical):
         shown = [item for item in batch if self._visible(item)]
         if shown:
             log = self.query_one(RichLog)
-            log.write(self._as_text(shown[-self.cap :]), scroll_end=self.follow)
+            skipped = len(shown) - MAX_LINES_PER_PAINT
+            if skipped > 0:
+                shown = shown[-MAX_LINES_PER_PAINT:]
+                log.write(Text(f"… {skipped:,} lines arrived faster than they can be read; all are kept: pause (f), search (/) or save (s)", style="dim italic"))
+            log.write(self._as_text(shown), scroll_end=self.follow)
         self.painted += len(batch)
         self.worst_paint_s = max(self.worst_paint_s, time.perf_counter() - start)
 

@@ -1,0 +1,1 @@
+"""Leviathan's performance figures. `python -m benchmarks` runs them all."""
