@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -35,7 +36,7 @@ def _make_files(directory: Path, count: int, size: int) -> list[Path]:
     block = os.urandom(8 << 20)
     paths = []
     for i in range(count):
-        path = directory / f"DeepSeek-V3-Q4_K_M-{i + 1:05d}-of-{count:05d}.gguf"
+        path = directory / f"shard-{i + 1:05d}-of-{count:05d}.bin"  # random bytes: hashing, not GGUF parsing
         with open(path, "wb") as handle:
             written = 0
             while written < size:
@@ -83,9 +84,10 @@ def verification(work: Path) -> list[Figure]:
     ]
 
 
-def _agent_download(endpoint: str, dest: Path, repo: str, folder: str, no_hash: bool) -> tuple[float, float]:
+def _agent_download(endpoint: str, dest: Path, repo: str, folder: str, no_hash: bool) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, seconds from the plan to the result: the transfer itself)."""
     shutil.rmtree(dest, ignore_errors=True)
-    cmd = [sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", repo, "--include", f"{folder}/*.gguf",
+    cmd = [sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", repo, "--include", f"{folder}/*.bin",
            "--dest", str(dest), "--parallel", "3"]
     if no_hash:
         cmd.append("--no-hash")
@@ -96,7 +98,10 @@ def _agent_download(endpoint: str, dest: Path, repo: str, folder: str, no_hash: 
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(proc.stdout[-500:] + proc.stderr[-500:])
-    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    plan_ts = next(e["ts"] for e in events if e["event"] == "plan")
+    transfer = events[-1]["ts"] - plan_ts
+    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), transfer
 
 
 def download(work: Path) -> list[Figure]:
@@ -112,8 +117,9 @@ def download(work: Path) -> list[Figure]:
         _agent_download(url, work / "warm", "bench/model", "Q", True)
         hashed = [_agent_download(url, work / "dl", "bench/model", "Q", False) for _ in range(3)]
         plain = [_agent_download(url, work / "dl", "bench/model", "Q", True) for _ in range(3)]
-        t_hash = sorted(h[0] for h in hashed)[1]
-        t_plain = sorted(p[0] for p in plain)[1]
+        t_hash = sorted(h[2] for h in hashed)[1]
+        t_plain = sorted(p[2] for p in plain)[1]
+        wall_hash = sorted(h[0] for h in hashed)[1]
         cpu_hash = sorted(h[1] for h in hashed)[1]
         curl_times = []
         for _ in range(3):
@@ -130,9 +136,10 @@ def download(work: Path) -> list[Figure]:
         hub.stop()
     mb = total / 1e6
     return [
-        Figure("download.hashing_cost", t_hash / t_plain, "x", "<=1.05", f"{t_hash:.2f} s with sha256 while writing vs {t_plain:.2f} s without, {mb:.0f} MB"),
+        Figure("download.hashing_cost", t_hash / t_plain, "x", "<=1.05", f"transfer {t_hash:.2f} s with sha256 while writing vs {t_plain:.2f} s without, {mb:.0f} MB"),
         Figure("download.agent_vs_curl", (mb / t_hash) / (mb / t_curl), "x", ">=0.9",
-               f"agent {mb / t_hash:.0f} MB/s (hashing, 3 at once) vs curl {mb / t_curl:.0f} MB/s (3 parallel), includes the agent's start-up"),
+               f"agent {mb / t_hash:.0f} MB/s from plan to last byte (hashing, 3 at once) vs curl {mb / t_curl:.0f} MB/s (3 parallel); "
+               f"with the agent's start-up and Hub listing: {mb / wall_hash:.0f} MB/s"),
         Figure("download.agent_cpu_per_gb", cpu_hash / (total / 1e9), "cpu-s/GB", "<=10", "agent process CPU (transfer + hashing + progress events)"),
     ]
 

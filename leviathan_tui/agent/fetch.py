@@ -21,6 +21,9 @@ import shutil
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,9 +188,35 @@ def _hash_existing(path: Path, hasher: Any) -> int:
     return done
 
 
+class _SameHostAuth(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (the Hub sends LFS files to a CDN) without carrying the token elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameHostAuth)
+
+
+def _open(url: str, headers: dict[str, str]) -> Any:
+    """GET with the bytes read by the stdlib (readinto: no per-chunk copies); HTTP errors mapped
+    to retry (5xx, 429, network) or failure (other 4xx)."""
+    try:
+        return _OPENER.open(urllib.request.Request(url, headers=headers), timeout=30.0)
+    except urllib.error.HTTPError as err:
+        if err.code == 416:
+            raise FetchError(f"the server refused the range in {headers.get('Range')} (file changed?)") from None
+        if err.code >= 500 or err.code == 429:
+            raise ConnectionError(f"HTTP {err.code}") from None
+        raise FetchError(f"HTTP {err.code} from {url}") from None
+
+
 def download_http(file: PlannedFile, reporter: Reporter, retry_for_s: float, verify: bool = True) -> None:
     from huggingface_hub import hf_hub_url
-    from huggingface_hub.utils import build_hf_headers, get_session
+    from huggingface_hub.utils import build_hf_headers
 
     url = hf_hub_url(file.repo, file.path, revision=file.revision, endpoint=os.environ.get("HF_ENDPOINT") or None)
     headers = build_hf_headers(token=os.environ.get("HF_TOKEN") or None)
@@ -205,22 +234,18 @@ def download_http(file: PlannedFile, reporter: Reporter, retry_for_s: float, ver
             done = partial.stat().st_size
     if done:
         emit("resume", file=file.name, offset=done, total=file.size)
-    session = get_session()
     started_outage: float | None = None
     attempt = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
     while done < file.size:
         request_headers = dict(headers)
         if done:
             request_headers["Range"] = f"bytes={done}-"
         try:
-            with session.stream("GET", url, headers=request_headers, follow_redirects=True, timeout=30.0) as response:
-                if response.status_code == 416:
-                    raise FetchError(f"{file.name}: the server refused the range {done}- (file changed?)")
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise ConnectionError(f"HTTP {response.status_code}")
-                if response.status_code >= 400:
-                    raise FetchError(f"{file.name}: HTTP {response.status_code} from {url}")
-                if done and response.status_code != 206:
+            with _open(url, request_headers) as response:
+                status = response.status
+                if done and status != 206:
                     # the server ignored Range: start over rather than append a second copy
                     done = 0
                     hasher = _new_hasher(file) if verify else None
@@ -228,11 +253,14 @@ def download_http(file: PlannedFile, reporter: Reporter, retry_for_s: float, ver
                 else:
                     mode = "ab" if done else "wb"
                 with open(partial, mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
+                    while True:
+                        n = response.readinto(buffer)
+                        if not n:
+                            break
+                        out.write(view[:n])
                         if hasher is not None:
-                            hasher.update(chunk)
-                        done += len(chunk)
+                            hasher.update(view[:n])
+                        done += n
                         reporter.progress(file, done)
                     out.flush()
                     os.fsync(out.fileno())
