@@ -229,24 +229,17 @@ class SshConnector:
 
         tried: list[str] = []
         try:
-            agent_keys = paramiko.Agent().get_keys()
+            agent_keys = list(paramiko.Agent().get_keys())
         except Exception:  # no agent socket, or a broken one
-            agent_keys = ()
-        for key in agent_keys:
-            tried.append(f"agent key {fingerprint(key)}")
-            try:
-                transport.auth_publickey(target.user, key)
-                return
-            except paramiko.AuthenticationException:
-                continue
+            agent_keys = []
+        candidates: list[tuple[str, Any]] = [(f"agent key {fingerprint(k)}", lambda k=k: k) for k in agent_keys]
         files = list(target.identity_files) or [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]
-        for keyfile in files:
-            if not os.path.exists(keyfile):
-                continue
-            key = self._load_key(keyfile, ask_secret)
+        candidates += [(f"key {f}", lambda f=f: self._load_key(f, ask_secret)) for f in files if os.path.exists(f)]
+        for label, load in candidates:
+            key = load()
             if key is None:
                 continue
-            tried.append(f"key {keyfile}")
+            tried.append(label)
             try:
                 transport.auth_publickey(target.user, key)
                 return

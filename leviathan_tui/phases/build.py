@@ -107,6 +107,15 @@ def _failure(ctx: StepContext, job: RemoteJob, what: str, code: int) -> StepErro
     return StepError(f"{what} failed (exit {code}); last lines:\n{last}", f"full log on the build host: {job.log_path}")
 
 
+def pushed_digest_still_there(ctx: StepContext) -> str | None:
+    """The digest recorded by the last push of this very build, if the registry still has it."""
+    digest = ctx.artifact("digest", step="build.push")
+    if not digest or ctx.artifact("build_id", step="build.push") != build_id(ctx.config):
+        return None
+    found = ctx.backends.registry.manifest(ctx.config.build.repository, ctx.config.build.tag)
+    return digest if found and found.digest == digest else None
+
+
 class BuildImageStep(Step):
     id = "build.image"
     title = "Build the engine image on the build host"
@@ -114,14 +123,10 @@ class BuildImageStep(Step):
     needs = ()
 
     def check(self, ctx: StepContext) -> str | None:
-        current = build_id(ctx.config)
-        digest = ctx.artifact("digest", step="build.push")
-        if ctx.artifact("build_id") != current or ctx.artifact("build_id", step="build.push") != current or not digest:
+        if ctx.artifact("build_id") != build_id(ctx.config):
             return None
-        found = ctx.backends.registry.manifest(ctx.config.build.repository, ctx.config.build.tag)
-        if found and found.digest == digest:
-            return f"{ctx.config.image_ref} is in the registry with the digest this build produced ({digest[:19]}…)"
-        return None
+        digest = pushed_digest_still_there(ctx)
+        return f"{ctx.config.image_ref} is in the registry with the digest this build produced ({digest[:19]}…)" if digest else None
 
     def run(self, ctx: StepContext) -> str:
         bid = build_id(ctx.config)
@@ -157,13 +162,8 @@ class PushImageStep(Step):
     needs = ("build.image",)
 
     def check(self, ctx: StepContext) -> str | None:
-        digest = ctx.artifact("digest")
-        if not digest or ctx.artifact("build_id") != build_id(ctx.config):
-            return None
-        found = ctx.backends.registry.manifest(ctx.config.build.repository, ctx.config.build.tag)
-        if found and found.digest == digest:
-            return f"registry holds {ctx.config.image_ref} at {digest}"
-        return None
+        digest = pushed_digest_still_there(ctx)
+        return f"registry holds {ctx.config.image_ref} at {digest}" if digest else None
 
     def run(self, ctx: StepContext) -> str:
         registry = ctx.backends.registry
