@@ -132,3 +132,30 @@ def test_unreachable_api_is_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(KubeError, match="kubeconfig"):
         kube.list_nodes()
     assert sys.executable
+
+
+def test_pod_stuck_pending_is_explained_within_the_timeout(standin: StandIn, tmp_path: Path) -> None:
+    from leviathan_tui.backends import Backends
+    from leviathan_tui.engine import Engine
+    from leviathan_tui.events import StepFailed
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.replay import ReplayAnswerer, ReplayFile
+    from leviathan_tui.state import State
+
+    config = sandbox_config(tmp_path)
+    config.cluster.node_name = "gpu-9"  # no such node: the pod is never scheduled
+    config.cluster.pod_timeout_s = 2
+    kube = backend(standin, tmp_path)
+    kube.ensure_namespace(namespace(config))
+    state = State.load(tmp_path / "state")
+    state.set_status("preflight.node", "done")
+    events: list = []
+    engine = Engine(all_steps(), config=config, state=state, backends=Backends(kube, None, None, None, None),
+                    answerer=ReplayAnswerer(ReplayFile(None, {}, {})), emit=events.append)
+    start = time.monotonic()
+    assert engine.run(["storage"]) == 1
+    assert time.monotonic() - start < 15
+    failure = next(e for e in events if isinstance(e, StepFailed))
+    assert failure.step_id == "storage.probe"
+    assert "still Pending after 2 s" in failure.error and 'node "gpu-9" not found' in failure.error
+    assert "cluster.node_name" in failure.hint
