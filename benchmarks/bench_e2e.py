@@ -80,7 +80,7 @@ def run() -> list[Figure]:
             first = None
             while time.perf_counter() - start < 120 and first is None:
                 for r in box.hub.requests[seen:]:
-                    if r.method == "GET" and r.range and r.range.startswith("bytes=") and not r.range.endswith("-4194303"):
+                    if r.method == "GET" and r.range and r.range.startswith("bytes=") and not r.range.startswith("bytes=0-"):
                         first = r.time - start_wall
                         break
                 time.sleep(0.02)

@@ -119,7 +119,7 @@ def parse_header(data: bytes) -> GgufHeader:
     return GgufHeader(version, metadata, tensors)
 
 
-def read_header(read_prefix: Callable[[int], bytes], start: int = 4 << 20, limit: int = 256 << 20) -> GgufHeader:
+def read_header(read_prefix: Callable[[int], bytes], start: int = 1 << 20, limit: int = 256 << 20) -> GgufHeader:
     """Parse a header from a source that returns the first N bytes, asking for more as needed."""
     size = start
     while True:

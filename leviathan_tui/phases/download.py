@@ -69,23 +69,34 @@ class FetchStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        plan = ctx.backends.hub.plan()
-        if not plan.exact:
-            ctx.log(f"plan from {plan.source} (offline data: sizes approximate)", "warn")
-        ctx.log(
-            f"{plan.folder}: {len(plan.gguf)} shards, {_gb(plan.gguf_total)} ({human_size(plan.gguf_total)}) "
-            f"+ {len(plan.config)} config files from {ctx.config.model.config_repo}"
-        )
-        if plan.quants:
-            ctx.log("quants in the repo: " + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items())))
-        ctx.set_artifact("folder", plan.folder)
-        ctx.set_artifact("total", plan.total)
-        ctx.set_artifact("plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files])
-        self._check_fits(ctx, plan.total)
+        source = (ctx.config.model.repo, ctx.config.model.revision, ctx.config.model.quant, ctx.config.model.config_repo)
+        recorded = ctx.artifact("plan")
+        if recorded and ctx.artifact("source") == list(source):
+            # resume: the plan of the interrupted run stands (the agent re-lists the Hub anyway)
+            folder, total = ctx.artifact("folder"), int(ctx.artifact("total") or 0)
+            files = {f["name"]: f["size"] for f in recorded}
+            ctx.log(f"resuming the download planned earlier: {len(files)} files, {_gb(total)}")
+        else:
+            plan = ctx.backends.hub.plan()
+            if not plan.exact:
+                ctx.log(f"plan from {plan.source} (offline data: sizes approximate)", "warn")
+            ctx.log(
+                f"{plan.folder}: {len(plan.gguf)} shards, {_gb(plan.gguf_total)} ({human_size(plan.gguf_total)}) "
+                f"+ {len(plan.config)} config files from {ctx.config.model.config_repo}"
+            )
+            if plan.quants:
+                ctx.log("quants in the repo: " + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items())))
+            folder, total = plan.folder, plan.total
+            files = {f.name: f.size for f in plan.files}
+            ctx.set_artifact("folder", folder)
+            ctx.set_artifact("total", total)
+            ctx.set_artifact("plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files])
+            ctx.set_artifact("source", list(source))
+        self._check_fits(ctx, total)
 
-        totals = {f.name: f.size for f in plan.files}
+        totals = dict(files)
         done_bytes: dict[str, int] = {}
-        grand_total = plan.total
+        grand_total = total
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
@@ -114,7 +125,7 @@ class FetchStep(Step):
             elif kind == "cleaned":
                 ctx.log(f"removed {event['files']} stale *.incomplete file(s) in {event['dir']}")
 
-        pod = agent_pod(ctx.config, FETCH_POD, "fetch", fetch_args(ctx, plan.folder), env=fetch_env(ctx))
+        pod = agent_pod(ctx.config, FETCH_POD, "fetch", fetch_args(ctx, folder), env=fetch_env(ctx))
         result = run_agent(ctx, pod, on_event)
         if result.get("status") == "refused":
             raise StepError(f"download refused on the node: {result.get('reason')}", "free space on the data disk or choose a smaller quant (model.quant)")
