@@ -163,8 +163,12 @@ class LeviathanApp(App[int]):
                     with TabPane("build", id="tab-build"):
                         yield Static("Builds the engine image on the build host over SSH.", id="build-info")
                         yield Static("", id="build-elapsed")
+                        yield Static("", id="build-hint", classes="hint")
                     with TabPane("deploy", id="tab-deploy"):
                         yield Static("Applies the Deployment and Service, follows the rollout, checks health.", id="deploy-info")
+                        yield Static("", id="deploy-pod")
+                        yield Static("", id="deploy-why", classes="hint")
+                        yield Static("", id="deploy-health")
                 yield LogPane(save_dir=self.directory, id="log-pane")
         yield Footer()
 
@@ -175,6 +179,7 @@ class LeviathanApp(App[int]):
         self.download_panel = self.query_one(DownloadPanel)
         self.phase_tabs = self.query_one(TabbedContent)
         self.build_elapsed = self.query_one("#build-elapsed", Static)
+        self.panels = {name: self.query_one(f"#{name}", Static) for name in ("build-hint", "deploy-pod", "deploy-why", "deploy-health")}
         if self.state.has_progress:
             summary = [f"{sid}: {rec.status}" for sid, rec in self.state.iter_steps() if rec.status != "pending"]
             self.push_screen(ResumeScreen(summary, self.state.updated_at), self._after_resume)
@@ -227,6 +232,11 @@ class LeviathanApp(App[int]):
                 log.add(source, f"skipped, already done: {event.reason}")
             case StepFailed():
                 steps.set_status(event.step_id, "failed")
+                phase = event.step_id.split(".")[0]
+                if phase in ("build", "deploy"):
+                    self.panels["build-hint" if phase == "build" else "deploy-why"].update(
+                        f"✘ {event.error}" + (f"\n→ {event.hint}" if event.hint else "")
+                    )
                 log.add(source, f"FAILED: {event.error}", "error")
                 if event.hint:
                     log.add(source, f"fix: {event.hint}", "warn")
@@ -235,6 +245,12 @@ class LeviathanApp(App[int]):
                 steps.set_status(event.step_id, "blocked")
             case LogLine():
                 log.add(source, event.line, event.level)
+                if event.step_id == "deploy.apply" and event.line.startswith(("pod ", "event ")):
+                    self.panels["deploy-pod"].update(event.line)
+                elif event.step_id == "deploy.apply" and event.line.startswith("why: "):
+                    self.panels["deploy-why"].update(event.line)
+                elif event.step_id == "deploy.health":
+                    self.panels["deploy-health"].update(f"health: {event.line}")
             case Progress():
                 if event.step_id == "download.fetch":
                     panel = self.download_panel
