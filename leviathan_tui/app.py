@@ -124,6 +124,7 @@ class LeviathanApp(App[int]):
     CSS_PATH = "app.tcss"
     BINDINGS = [
         Binding("q", "quit_app", "Quit"),
+        Binding("v", "verify_again", "Verify model files again"),
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
     ]
 
@@ -208,6 +209,21 @@ class LeviathanApp(App[int]):
     def run_engine(self) -> None:
         self.engine.run(self.only)
 
+    def action_verify_again(self) -> None:
+        if self.engine_running:
+            self.notify("wait until the running steps finish", severity="warning")
+            return
+        if self.state.status("download.fetch") not in ("done", "skipped"):
+            self.notify("nothing to verify yet: the download has not finished", severity="warning")
+            return
+        from leviathan_tui.phases.download import VerifyAgainStep
+
+        self.engine = Engine([VerifyAgainStep()], config=self.config, state=self.state, backends=self.backends,
+                             answerer=self.answerer, emit=self._emit)
+        self.engine_running = True
+        self.phase_tabs.active = "tab-download"
+        self.run_engine()
+
     def _tick(self) -> None:
         if self.state.status("build.image") == "running":
             rec = self.state.steps.get("build.image")
@@ -268,7 +284,7 @@ class LeviathanApp(App[int]):
                 self.engine_running = False
                 self.exit_code = event.exit_code
                 log.add("leviathan", f"{event.message} (exit {event.exit_code})", "info" if event.exit_code == 0 else "error")
-                if event.exit_code == 0:
+                if event.exit_code == 0 and self.state.status("deploy.health") in ("done", "skipped") and not isinstance(self.screen, SummaryScreen):
                     self.push_screen(SummaryScreen(self.summary_lines()))
 
     def _show_phase(self, step_id: str) -> None:

@@ -215,8 +215,16 @@ class DryKube:
             yield _line("result", status="done", reason="", marker=self.marker, fstype="xfs")
 
     def _fetch(self, args: list[str]) -> Iterator[str]:
-        if "--check" in args or "--verify-only" in args:
+        if "--check" in args:
             yield _line("result", status="refused", reason="dry-run: nothing was downloaded in the simulated world")
+            return
+        if "--verify-only" in args:
+            listing = hub_listing()
+            for f in listing["files"] + listing["config_files"]:
+                self._sleep(0.1)
+                yield _line("verified", file=f["path"].rsplit("/", 1)[-1])
+            self._do("would hash every model file again in the pod and check the GGUF headers")
+            yield _line("result", status="done", reason="", verified=True)
             return
         listing = hub_listing()
         entries = [(f["path"].rsplit("/", 1)[-1], f["size"]) for f in listing["files"] + listing["config_files"]]

@@ -154,3 +154,35 @@ class FetchStep(Step):
                 f"for this quant: the deploy phase will refuse or ask you to accept the risk",
                 "warn",
             )
+
+
+class VerifyAgainStep(Step):
+    """On demand (the wizard's "verify again"): hash every file again in the pod, in parallel, and
+    check the GGUF set. A corrupt file loses its record, so the next run fetches it again alone."""
+
+    id = "download.verify"
+    title = "Verify the model files again"
+    phase = "download"
+    needs = ()
+
+    def run(self, ctx: StepContext) -> str:
+        folder = ctx.artifact("folder", step="download.fetch")
+        if not folder or ctx.state.status("download.fetch") not in ("done", "skipped"):
+            raise StepError("nothing to verify yet: the download has not finished", "run the download first")
+        checked: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event.get("event") == "verified":
+                checked.append(event["file"])
+                ctx.log(f"{event['file']}: sha256 matches the Hub")
+                ctx.progress(len(checked), len(ctx.artifact("plan", step="download.fetch") or []) or None, unit="files")
+            elif event.get("event") == "corrupt":
+                ctx.log(f"{event.get('file')}: {event.get('reason')}", "error")
+
+        pod = agent_pod(ctx.config, FETCH_POD + "-verify", "fetch", fetch_args(ctx, folder, mode="--verify-only"), env=fetch_env(ctx))
+        result = run_agent(ctx, pod, on_event)
+        if result.get("status") != "done":
+            ctx.state.set_artifact("download.fetch", "verified", False)
+            bad = ", ".join(result.get("bad") or []) or str(result.get("reason"))
+            raise StepError(f"verification failed: {bad}", "run the download again: only the named files are fetched again")
+        return f"{len(checked)} files hashed again: all match the Hub's sha256; GGUF shards complete"

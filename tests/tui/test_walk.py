@@ -88,3 +88,21 @@ async def test_saved_session_offers_resume_or_start_over(tmp_path: Path) -> None
         assert not isinstance(app.screen, ResumeScreen)
         assert any("started over" in line for _, line, _ in app.query_one(LogPane).lines)
         await pilot.press("q")
+
+
+async def test_verify_again_after_the_bring_up(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(150, 48)) as pilot:
+        seen = await walk(app, pilot)
+        assert seen[-1] == "SummaryScreen"
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        await pilot.press("v")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if "StepDone:download.verify" in app.events_seen:
+                break
+        assert "StepStarted:download.verify" in app.events_seen
+        assert "StepDone:download.verify" in app.events_seen
+        assert any("hash every model file again" in a for a in app.backends.actions)
+        await pilot.press("q")
