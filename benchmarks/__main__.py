@@ -9,7 +9,12 @@ import traceback
 from benchmarks import bench_download, bench_e2e, bench_logpane, bench_startup
 from benchmarks._figure import info, report
 
-SUITES = {"startup": bench_startup, "logpane": bench_logpane, "download": bench_download, "e2e": bench_e2e}
+SUITES = {
+    "startup": bench_startup,
+    "logpane": bench_logpane,
+    "download": bench_download,
+    "e2e": bench_e2e,
+}
 
 
 def main(argv: list[str]) -> int:

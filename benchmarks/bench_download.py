@@ -27,7 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 def _env(endpoint: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=endpoint, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(
+        PYTHONPATH=str(ROOT),
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
     return env
 
 
@@ -36,7 +41,9 @@ def _make_files(directory: Path, count: int, size: int) -> list[Path]:
     block = os.urandom(8 << 20)
     paths = []
     for i in range(count):
-        path = directory / f"shard-{i + 1:05d}-of-{count:05d}.bin"  # random bytes: hashing, not GGUF parsing
+        path = (
+            directory / f"shard-{i + 1:05d}-of-{count:05d}.bin"
+        )  # random bytes: hashing, not GGUF parsing
         with open(path, "wb") as handle:
             written = 0
             while written < size:
@@ -56,9 +63,13 @@ def verification(work: Path) -> list[Figure]:
     for p in files:
         planned.append(fetch.PlannedFile("r", "sha", p.name, p.stat().st_size, None, None, p))
     # expected digests from sha256sum (this is also the reference timing)
-    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)  # warm the cache equally
+    subprocess.run(
+        ["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True
+    )  # warm the cache equally
     start = time.perf_counter()
-    out = subprocess.run(["sha256sum", *map(str, files)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sha256sum", *map(str, files)], capture_output=True, text=True, check=True
+    ).stdout
     ref_s = time.perf_counter() - start
     digests = {Path(line.split()[1]).name: line.split()[0] for line in out.splitlines()}
     for f in planned:
@@ -79,16 +90,34 @@ def verification(work: Path) -> list[Figure]:
     assert not bad, bad
     mb = total / 1e6
     return [
-        Figure("verify.parallel_vs_sha256sum", (mb / ours_s) / (mb / ref_s), "x", ">=1.0",
-               f"{mb / ours_s:.0f} MB/s vs sha256sum {mb / ref_s:.0f} MB/s over {total / 1e9:.1f} GB; dd reads {mb / dd_s:.0f} MB/s (page cache)"),
+        Figure(
+            "verify.parallel_vs_sha256sum",
+            (mb / ours_s) / (mb / ref_s),
+            "x",
+            ">=1.0",
+            f"{mb / ours_s:.0f} MB/s vs sha256sum {mb / ref_s:.0f} MB/s over {total / 1e9:.1f} GB; dd reads {mb / dd_s:.0f} MB/s (page cache)",
+        ),
     ]
 
 
-def _agent_download(endpoint: str, dest: Path, repo: str, folder: str, no_hash: bool) -> tuple[float, float, float]:
+def _agent_download(
+    endpoint: str, dest: Path, repo: str, folder: str, no_hash: bool
+) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, seconds from the plan to the result: the transfer itself)."""
     shutil.rmtree(dest, ignore_errors=True)
-    cmd = [sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", repo, "--include", f"{folder}/*.bin",
-           "--dest", str(dest), "--parallel", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "leviathan_tui.agent.fetch",
+        "--repo",
+        repo,
+        "--include",
+        f"{folder}/*.bin",
+        "--dest",
+        str(dest),
+        "--parallel",
+        "3",
+    ]
     if no_hash:
         cmd.append("--no-hash")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -101,7 +130,11 @@ def _agent_download(endpoint: str, dest: Path, repo: str, folder: str, no_hash: 
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     plan_ts = next(e["ts"] for e in events if e["event"] == "plan")
     transfer = events[-1]["ts"] - plan_ts
-    return elapsed, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), transfer
+    return (
+        elapsed,
+        (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        transfer,
+    )
 
 
 def download(work: Path) -> list[Figure]:
@@ -127,7 +160,18 @@ def download(work: Path) -> list[Figure]:
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             start = time.perf_counter()
-            procs = [subprocess.Popen(["curl", "-s", "-o", str(out / f.name), f"{url}/bench/model/resolve/main/Q/{f.name}"]) for f in files]
+            procs = [
+                subprocess.Popen(
+                    [
+                        "curl",
+                        "-s",
+                        "-o",
+                        str(out / f.name),
+                        f"{url}/bench/model/resolve/main/Q/{f.name}",
+                    ]
+                )
+                for f in files
+            ]
             for p in procs:
                 p.wait()
             curl_times.append(time.perf_counter() - start)
@@ -136,11 +180,28 @@ def download(work: Path) -> list[Figure]:
         hub.stop()
     mb = total / 1e6
     return [
-        Figure("download.hashing_cost", t_hash / t_plain, "x", "<=1.05", f"transfer {t_hash:.2f} s with sha256 while writing vs {t_plain:.2f} s without, {mb:.0f} MB"),
-        Figure("download.agent_vs_curl", (mb / t_hash) / (mb / t_curl), "x", ">=0.9",
-               f"agent {mb / t_hash:.0f} MB/s from plan to last byte (hashing, 3 at once) vs curl {mb / t_curl:.0f} MB/s (3 parallel); "
-               f"with the agent's start-up and Hub listing: {mb / wall_hash:.0f} MB/s"),
-        Figure("download.agent_cpu_per_gb", cpu_hash / (total / 1e9), "cpu-s/GB", "<=10", "agent process CPU (transfer + hashing + progress events)"),
+        Figure(
+            "download.hashing_cost",
+            t_hash / t_plain,
+            "x",
+            "<=1.05",
+            f"transfer {t_hash:.2f} s with sha256 while writing vs {t_plain:.2f} s without, {mb:.0f} MB",
+        ),
+        Figure(
+            "download.agent_vs_curl",
+            (mb / t_hash) / (mb / t_curl),
+            "x",
+            ">=0.9",
+            f"agent {mb / t_hash:.0f} MB/s from plan to last byte (hashing, 3 at once) vs curl {mb / t_curl:.0f} MB/s (3 parallel); "
+            f"with the agent's start-up and Hub listing: {mb / wall_hash:.0f} MB/s",
+        ),
+        Figure(
+            "download.agent_cpu_per_gb",
+            cpu_hash / (total / 1e9),
+            "cpu-s/GB",
+            "<=10",
+            "agent process CPU (transfer + hashing + progress events)",
+        ),
     ]
 
 

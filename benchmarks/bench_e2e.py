@@ -29,12 +29,16 @@ def _spans(output: str) -> dict[str, tuple[int, int]]:
     for line in output.splitlines():
         match = re.match(r"(\d\d:\d\d:\d\d) (\S+)\s+(started|done)\b", line)
         if match:
-            spans.setdefault(match.group(2), [0, 0])[0 if match.group(3) == "started" else 1] = _seconds(match.group(1))
+            spans.setdefault(match.group(2), [0, 0])[0 if match.group(3) == "started" else 1] = (
+                _seconds(match.group(1))
+            )
     return {k: (v[0], v[1]) for k, v in spans.items()}
 
 
 def run() -> list[Figure]:
-    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("buildah", "docker-registry", "losetup")):
+    if os.geteuid() != 0 or not all(
+        shutil.which(t) for t in ("buildah", "docker-registry", "losetup")
+    ):
         info("e2e benchmarks skipped: need root, buildah, docker-registry, loop devices")
         return []
     from tests.e2e.sandbox import Sandbox
@@ -42,12 +46,23 @@ def run() -> list[Figure]:
 
     base = Path(tempfile.mkdtemp(prefix="lv-bench-e2e-"))
     shim = buildah_shim(base / "bin", delay_s=20.0)
-    sshd = start_sshd(base / "sshd", env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+    sshd = start_sshd(
+        base / "sshd",
+        env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     registry = start_registry(base / "registry")
     figures = []
     try:
         # 3 shards x 16 MiB, one connection each at 0.8 MiB/s: ~20 s of download
-        box = Sandbox(base / "overlap", sshd, registry, shim, tag=f"bench-{uuid.uuid4().hex[:6]}", shard_mib=16, hub_rate=0.8 * 2**20)
+        box = Sandbox(
+            base / "overlap",
+            sshd,
+            registry,
+            shim,
+            tag=f"bench-{uuid.uuid4().hex[:6]}",
+            shard_mib=16,
+            hub_rate=0.8 * 2**20,
+        )
         try:
             start = time.perf_counter()
             result = box.run(timeout=600)
@@ -59,16 +74,33 @@ def run() -> list[Figure]:
             before = spans["storage.format"][1] - spans["preflight.node"][0]
             after = spans["deploy.health"][1] - spans["deploy.apply"][0]
             bound = 1.15 * max(download, build) + before + after
-            figures.append(Figure("e2e.bringup_vs_overlap_bound", total / bound, "x", "<=1.0",
-                                  f"bring-up {total:.1f} s; download {download} s, build+push {build} s, sum {download + build} s; "
-                                  f"bound 1.15 x max + storage {before} s + deploy {after} s = {bound:.1f} s"))
+            figures.append(
+                Figure(
+                    "e2e.bringup_vs_overlap_bound",
+                    total / bound,
+                    "x",
+                    "<=1.0",
+                    f"bring-up {total:.1f} s; download {download} s, build+push {build} s, sum {download + build} s; "
+                    f"bound 1.15 x max + storage {before} s + deploy {after} s = {bound:.1f} s",
+                )
+            )
         finally:
             box.close()
         # resume overhead: kill mid-download, restart, time to the first new Range request
-        box = Sandbox(base / "resume", sshd, registry, shim, tag=f"bench-{uuid.uuid4().hex[:6]}", shard_mib=16, hub_rate=1 * 2**20)
+        box = Sandbox(
+            base / "resume",
+            sshd,
+            registry,
+            shim,
+            tag=f"bench-{uuid.uuid4().hex[:6]}",
+            shard_mib=16,
+            hub_rate=1 * 2**20,
+        )
         try:
             box.run_until("download.fetch       progress", signal.SIGKILL)
-            for run in list(box.kube.pods.values()):  # the pod dies with the wizard: a real restart of both
+            for run in list(
+                box.kube.pods.values()
+            ):  # the pod dies with the wizard: a real restart of both
                 if run.process and run.process.poll() is None:
                     os.killpg(run.process.pid, signal.SIGKILL)
             seen = len(box.hub.requests)
@@ -76,11 +108,18 @@ def run() -> list[Figure]:
             start = time.perf_counter()
             import subprocess
 
-            proc = subprocess.Popen(box.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=box.env())
+            proc = subprocess.Popen(
+                box.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=box.env()
+            )
             first = None
             while time.perf_counter() - start < 120 and first is None:
                 for r in box.hub.requests[seen:]:
-                    if r.method == "GET" and r.range and r.range.startswith("bytes=") and not r.range.startswith("bytes=0-"):
+                    if (
+                        r.method == "GET"
+                        and r.range
+                        and r.range.startswith("bytes=")
+                        and not r.range.startswith("bytes=0-")
+                    ):
                         first = r.time - start_wall
                         break
                 time.sleep(0.02)
@@ -96,9 +135,16 @@ def run() -> list[Figure]:
             wizard_clients = import_time("kubernetes, pydantic, yaml")  # the wizard's own start-up
             agent_client = import_time("huggingface_hub")  # the agent's, in the pod
             assert first is not None, "no resumed Range request seen"
-            figures.append(Figure("e2e.resume_to_first_new_byte", first, "s", f"<={2 + wizard_clients + agent_client:.2f}",
-                                  f"target = 2 s + the clients' start-up (wizard {wizard_clients:.2f} s, agent {agent_client:.2f} s); "
-                                  "includes the storage check pod and the agent's Hub listing"))
+            figures.append(
+                Figure(
+                    "e2e.resume_to_first_new_byte",
+                    first,
+                    "s",
+                    f"<={2 + wizard_clients + agent_client:.2f}",
+                    f"target = 2 s + the clients' start-up (wizard {wizard_clients:.2f} s, agent {agent_client:.2f} s); "
+                    "includes the storage check pod and the agent's Hub listing",
+                )
+            )
         finally:
             box.close()
     finally:

@@ -53,7 +53,12 @@ def help_wall() -> Figure:
     times = []
     for _ in range(7):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "leviathan_tui", "--help"], capture_output=True, check=True, env=_env())
+        subprocess.run(
+            [sys.executable, "-m", "leviathan_tui", "--help"],
+            capture_output=True,
+            check=True,
+            env=_env(),
+        )
         times.append(time.perf_counter() - start)
     bare = []
     for _ in range(7):
@@ -61,21 +66,43 @@ def help_wall() -> Figure:
         subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True)
         bare.append(time.perf_counter() - start)
     med, ref = statistics.median(times), statistics.median(bare)
-    return Figure("cli.help_wall", med, "s", "<=0.25", f"python -c pass alone: {ref:.3f} s ({med / ref:.1f}x)")
+    return Figure(
+        "cli.help_wall", med, "s", "<=0.25", f"python -c pass alone: {ref:.3f} s ({med / ref:.1f}x)"
+    )
 
 
 def first_paint() -> Figure:
     values = []
     for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", FIRST_PAINT], capture_output=True, text=True, env=_env(), timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", FIRST_PAINT],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            timeout=60,
+        )
         values.append(float(out.stdout.strip().splitlines()[-1]))
     textual = []
     for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", "import time; t=time.perf_counter(); import textual.app, textual.widgets; print(time.perf_counter()-t)"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import time; t=time.perf_counter(); import textual.app, textual.widgets; print(time.perf_counter()-t)",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         textual.append(float(out.stdout.strip()))
     med = statistics.median(values)
-    return Figure("tui.first_paint", med, "s", "<=0.9", f"importing Textual alone: {statistics.median(textual):.3f} s")
+    return Figure(
+        "tui.first_paint",
+        med,
+        "s",
+        "<=0.9",
+        f"importing Textual alone: {statistics.median(textual):.3f} s",
+    )
 
 
 def state_save_cost(seconds: float = 5.0, rate: int = 100) -> Figure:
@@ -95,7 +122,13 @@ def state_save_cost(seconds: float = 5.0, rate: int = 100) -> Figure:
         time.sleep(interval)
     wall = time.perf_counter() - start
     percent = 100.0 * cpu / wall
-    return Figure("state.save_cpu_at_100_events_per_s", percent, "%core", "<=2", f"{n} events, {state.saves} writes in {wall:.1f} s")
+    return Figure(
+        "state.save_cpu_at_100_events_per_s",
+        percent,
+        "%core",
+        "<=2",
+        f"{n} events, {state.saves} writes in {wall:.1f} s",
+    )
 
 
 def run() -> list[Figure]:

@@ -77,7 +77,9 @@ class TuiAnswerer:
     def __init__(self, app: LeviathanApp, state: State, replay_path: Path, config: Config) -> None:
         self.app = app
         self.state = state
-        self.replay = ReplayFile(replay_path, config.model_dump(mode="json", exclude_defaults=True), {})
+        self.replay = ReplayFile(
+            replay_path, config.model_dump(mode="json", exclude_defaults=True), {}
+        )
         if replay_path.exists():
             try:
                 self.replay.answers = ReplayFile.load(replay_path).answers
@@ -91,7 +93,12 @@ class TuiAnswerer:
 
     def answer(self, question: Question, cancelled: threading.Event) -> Any:
         previous = self.state.answers.get(question.id)
-        if previous is not None and not question.destructive and question.check(previous) is None and question.id != "deploy.accept_risk":
+        if (
+            previous is not None
+            and not question.destructive
+            and question.check(previous) is None
+            and question.id != "deploy.accept_risk"
+        ):
             self._record(question, previous)
             return previous  # resume: the operator already answered this
         while True:
@@ -128,7 +135,16 @@ class LeviathanApp(App[int]):
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, *, config: Config, state: State, backends: Any, only: list[str] | None, directory: Path, dry_run: bool) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        state: State,
+        backends: Any,
+        only: list[str] | None,
+        directory: Path,
+        dry_run: bool,
+    ) -> None:
         super().__init__()
         self.config = config
         self.state = state
@@ -138,35 +154,59 @@ class LeviathanApp(App[int]):
         self.dry_run = dry_run
         self.steps = all_steps()
         self.answerer = TuiAnswerer(self, state, directory / REPLAY_FILE, config)
-        self.engine = Engine(self.steps, config=config, state=state, backends=backends, answerer=self.answerer, emit=self._emit)
+        self.engine = Engine(
+            self.steps,
+            config=config,
+            state=state,
+            backends=backends,
+            answerer=self.answerer,
+            emit=self._emit,
+        )
         self.exit_code: int | None = None
         self.events_seen: list[str] = []
         self.started_at = time.monotonic()
         self.engine_running = False
         self._quit_deadline = 0.0
         self._questions: list[AskOperator] = []
-        self.sub_title = ("DRY RUN — nothing is touched" if dry_run else f"{config.cluster.node_name} · {config.ssh.host}")
+        self.sub_title = (
+            "DRY RUN — nothing is touched"
+            if dry_run
+            else f"{config.cluster.node_name} · {config.ssh.host}"
+        )
 
     # --- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="body"):
-            yield StepList([(s.id, s.title, self.state.status(s.id)) for s in self.steps], id="steps")
+            yield StepList(
+                [(s.id, s.title, self.state.status(s.id)) for s in self.steps], id="steps"
+            )
             with Vertical(id="main"):
                 with TabbedContent(id="phases"):
                     with TabPane("preflight", id="tab-preflight"):
-                        yield Static("Checks the node, the namespace's Pod Security label, and prints the Talos patch.", id="preflight-info")
+                        yield Static(
+                            "Checks the node, the namespace's Pod Security label, and prints the Talos patch.",
+                            id="preflight-info",
+                        )
                     with TabPane("storage", id="tab-storage"):
-                        yield Static("Lists the node's disks; you choose one and confirm the format.", id="storage-info")
+                        yield Static(
+                            "Lists the node's disks; you choose one and confirm the format.",
+                            id="storage-info",
+                        )
                     with TabPane("download", id="tab-download"):
                         yield DownloadPanel(id="download-panel")
                     with TabPane("build", id="tab-build"):
-                        yield Static("Builds the engine image on the build host over SSH.", id="build-info")
+                        yield Static(
+                            "Builds the engine image on the build host over SSH.", id="build-info"
+                        )
                         yield Static("", id="build-elapsed")
                         yield Static("", id="build-hint", classes="hint")
                     with TabPane("deploy", id="tab-deploy"):
-                        yield Static("Applies the Deployment and Service, follows the rollout, checks health.", id="deploy-info")
+                        yield Static(
+                            "Applies the Deployment and Service, follows the rollout, checks health.",
+                            id="deploy-info",
+                        )
                         yield Static("", id="deploy-pod")
                         yield Static("", id="deploy-why", classes="hint")
                         yield Static("", id="deploy-health")
@@ -180,9 +220,16 @@ class LeviathanApp(App[int]):
         self.download_panel = self.query_one(DownloadPanel)
         self.phase_tabs = self.query_one(TabbedContent)
         self.build_elapsed = self.query_one("#build-elapsed", Static)
-        self.panels = {name: self.query_one(f"#{name}", Static) for name in ("build-hint", "deploy-pod", "deploy-why", "deploy-health")}
+        self.panels = {
+            name: self.query_one(f"#{name}", Static)
+            for name in ("build-hint", "deploy-pod", "deploy-why", "deploy-health")
+        }
         if self.state.has_progress:
-            summary = [f"{sid}: {rec.status}" for sid, rec in self.state.iter_steps() if rec.status != "pending"]
+            summary = [
+                f"{sid}: {rec.status}"
+                for sid, rec in self.state.iter_steps()
+                if rec.status != "pending"
+            ]
             self.push_screen(ResumeScreen(summary, self.state.updated_at), self._after_resume)
         else:
             self.start_engine()
@@ -218,8 +265,14 @@ class LeviathanApp(App[int]):
             return
         from leviathan_tui.phases.download import VerifyAgainStep
 
-        self.engine = Engine([VerifyAgainStep()], config=self.config, state=self.state, backends=self.backends,
-                             answerer=self.answerer, emit=self._emit)
+        self.engine = Engine(
+            [VerifyAgainStep()],
+            config=self.config,
+            state=self.state,
+            backends=self.backends,
+            answerer=self.answerer,
+            emit=self._emit,
+        )
         self.engine_running = True
         self.phase_tabs.active = "tab-download"
         self.run_engine()
@@ -227,7 +280,11 @@ class LeviathanApp(App[int]):
     def _tick(self) -> None:
         if self.state.status("build.image") == "running":
             rec = self.state.steps.get("build.image")
-            self.build_elapsed.update(f"building… {time.monotonic() - self.started_at:.0f} s since the wizard started" if rec else "")
+            self.build_elapsed.update(
+                f"building… {time.monotonic() - self.started_at:.0f} s since the wizard started"
+                if rec
+                else ""
+            )
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
@@ -277,14 +334,26 @@ class LeviathanApp(App[int]):
             case QuestionAsked():
                 steps.set_status(event.step_id, "waiting")
             case Notice():
-                log.add(source, f"{event.title}" + (f" — saved to {event.filename}" if event.filename else ""), "warn")
+                log.add(
+                    source,
+                    f"{event.title}" + (f" — saved to {event.filename}" if event.filename else ""),
+                    "warn",
+                )
                 for line in event.body.splitlines():
                     log.add(source, "  " + line)
             case RunFinished():
                 self.engine_running = False
                 self.exit_code = event.exit_code
-                log.add("leviathan", f"{event.message} (exit {event.exit_code})", "info" if event.exit_code == 0 else "error")
-                if event.exit_code == 0 and self.state.status("deploy.health") in ("done", "skipped") and not isinstance(self.screen, SummaryScreen):
+                log.add(
+                    "leviathan",
+                    f"{event.message} (exit {event.exit_code})",
+                    "info" if event.exit_code == 0 else "error",
+                )
+                if (
+                    event.exit_code == 0
+                    and self.state.status("deploy.health") in ("done", "skipped")
+                    and not isinstance(self.screen, SummaryScreen)
+                ):
                     self.push_screen(SummaryScreen(self.summary_lines()))
 
     def _show_phase(self, step_id: str) -> None:
@@ -321,12 +390,17 @@ class LeviathanApp(App[int]):
 
     @staticmethod
     def _step_of(question: Question) -> str:
-        return {"storage": "storage.format", "ssh": "build.image", "deploy": "deploy.apply"}.get(question.id.split(".")[0], "")
+        return {"storage": "storage.format", "ssh": "build.image", "deploy": "deploy.apply"}.get(
+            question.id.split(".")[0], ""
+        )
 
     def summary_lines(self) -> dict[str, str]:
         from leviathan_tui.phases.deploy import curl_line
 
-        base = self.state.artifact("deploy.health", "base_url") or f"http://NODE:{self.config.deploy.node_port}"
+        base = (
+            self.state.artifact("deploy.health", "base_url")
+            or f"http://NODE:{self.config.deploy.node_port}"
+        )
         model = self.state.artifact("deploy.health", "model") or self.config.deploy.model_name
         lines = {
             "Endpoint": f"{base}/v1  (OpenAI-style; model {model})",
@@ -338,7 +412,9 @@ class LeviathanApp(App[int]):
         }
         reply = self.state.artifact("deploy.health", "reply")
         if reply:
-            lines["First reply"] = f"{reply}  (time to first token {self.state.artifact('deploy.health', 'ttft_s')} s)"
+            lines["First reply"] = (
+                f"{reply}  (time to first token {self.state.artifact('deploy.health', 'ttft_s')} s)"
+            )
         return lines
 
     # --- quitting ---------------------------------------------------------------------------
@@ -349,7 +425,11 @@ class LeviathanApp(App[int]):
     def action_quit_app(self) -> None:
         if self.engine_running:
             self.engine.cancel()
-            self.log_pane.add("leviathan", "stopping: the running steps are told to stop; the session is saved", "warn")
+            self.log_pane.add(
+                "leviathan",
+                "stopping: the running steps are told to stop; the session is saved",
+                "warn",
+            )
             self._quit_deadline = time.monotonic() + self.engine.stop_grace_s
             self.set_timer(0.1, self._wait_and_exit)
         else:
@@ -363,9 +443,23 @@ class LeviathanApp(App[int]):
         self.exit(EXIT_INTERRUPTED)
 
 
-def run_app(*, config: Config, state: State, backends: Any, only: list[str] | None, directory: Path, dry_run: bool) -> int:
-    app = LeviathanApp(config=config, state=state, backends=backends, only=only, directory=directory, dry_run=dry_run)
+def run_app(
+    *,
+    config: Config,
+    state: State,
+    backends: Any,
+    only: list[str] | None,
+    directory: Path,
+    dry_run: bool,
+) -> int:
+    app = LeviathanApp(
+        config=config,
+        state=state,
+        backends=backends,
+        only=only,
+        directory=directory,
+        dry_run=dry_run,
+    )
     code = app.run()
     state.flush()
     return int(code if code is not None else (app.exit_code or 0))
-

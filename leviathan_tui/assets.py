@@ -18,7 +18,9 @@ def assets_root() -> Traversable:
     checkout = Path(__file__).resolve().parent.parent / "assets"
     if checkout.is_dir():
         return checkout
-    raise FileNotFoundError("Leviathan's assets are missing from this installation (reinstall the package)")
+    raise FileNotFoundError(
+        "Leviathan's assets are missing from this installation (reinstall the package)"
+    )
 
 
 def asset(*parts: str) -> Traversable:

@@ -21,9 +21,22 @@ locked; 3 a question the replay file does not answer, or an answer that was refu
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--config", type=Path, metavar="FILE", default=default, help="settings (YAML)")
-    parser.add_argument("--state-dir", type=Path, metavar="DIR", default=default, help="where the session is saved (default: ~/.local/state/leviathan)")
-    parser.add_argument("--dry-run", action="store_true", default=default if suppress else False, help="simulate every backend: no cluster, no SSH, no network")
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", default=default, help="settings (YAML)"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        default=default,
+        help="where the session is saved (default: ~/.local/state/leviathan)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=default if suppress else False,
+        help="simulate every backend: no cluster, no SSH, no network",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +48,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"leviathan {__version__}")
     _common(parser, suppress=False)
-    parser.add_argument("--machine", type=Path, metavar="FILE", help="with --dry-run: the simulated node's `lsblk -J -b -o ...` output")
-    parser.add_argument("--replay", type=Path, metavar="FILE", help="headless: answer from this replay file, print one line per event")
-    parser.add_argument("--only", metavar="PHASE[,PHASE]", help="run just these phases (preflight, storage, download, build, deploy)")
+    parser.add_argument(
+        "--machine",
+        type=Path,
+        metavar="FILE",
+        help="with --dry-run: the simulated node's `lsblk -J -b -o ...` output",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="headless: answer from this replay file, print one line per event",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="PHASE[,PHASE]",
+        help="run just these phases (preflight, storage, download, build, deploy)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    render = sub.add_parser("render", help="write every manifest and the Dockerfile for the current config")
+    render = sub.add_parser(
+        "render", help="write every manifest and the Dockerfile for the current config"
+    )
     _common(render, suppress=True)
     render.add_argument("--out", type=Path, required=True, metavar="DIR")
     status = sub.add_parser("status", help="show the saved session's steps")
@@ -47,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("reset", help="forget the saved session")
     _common(reset, suppress=True)
     reset.add_argument("--yes", action="store_true", help="do not ask")
-    health = sub.add_parser("health", help="check the running service: liveness, then one real completion")
+    health = sub.add_parser(
+        "health", help="check the running service: liveness, then one real completion"
+    )
     _common(health, suppress=True)
     health.add_argument("--url", help="base URL (default: from the saved session or config)")
     health.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
@@ -151,7 +182,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if only:
         unknown = [p for p in only if p not in PHASES]
         if unknown:
-            raise UsageError(f"--only: unknown phase {', '.join(unknown)}; phases are {', '.join(PHASES)}")
+            raise UsageError(
+                f"--only: unknown phase {', '.join(unknown)}; phases are {', '.join(PHASES)}"
+            )
     directory = state_dir(args)
     lock = SessionLock(directory)
     lock.acquire()
@@ -162,20 +195,38 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"leviathan: {notice}\n")
         events: queue.Queue[Any] = queue.Queue()
         if args.dry_run:
-            backends = dry_backends(config, machine, speed=float(os.environ.get("LEVIATHAN_DRY_RUN_SPEED", "1")))
+            backends = dry_backends(
+                config, machine, speed=float(os.environ.get("LEVIATHAN_DRY_RUN_SPEED", "1"))
+            )
         else:
-            backends = real_backends(config, on_retry=lambda msg: events.put(LogLine("", msg, "warn")))
+            backends = real_backends(
+                config, on_retry=lambda msg: events.put(LogLine("", msg, "warn"))
+            )
         if replay is not None:
             from leviathan_tui.headless import run_headless
             from leviathan_tui.replay import ReplayAnswerer
 
-            engine = Engine(all_steps(), config=config, state=state, backends=backends, answerer=ReplayAnswerer(replay), emit=events.put)
+            engine = Engine(
+                all_steps(),
+                config=config,
+                state=state,
+                backends=backends,
+                answerer=ReplayAnswerer(replay),
+                emit=events.put,
+            )
             engine.select(only)  # validates --only before anything runs
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             return run_headless(engine, events, only)
         from leviathan_tui.app import run_app
 
-        return run_app(config=config, state=state, backends=backends, only=only, directory=directory, dry_run=args.dry_run)
+        return run_app(
+            config=config,
+            state=state,
+            backends=backends,
+            only=only,
+            directory=directory,
+            dry_run=args.dry_run,
+        )
     finally:
         lock.release()
 
@@ -260,20 +311,30 @@ def cmd_health(args: argparse.Namespace) -> int:
         if not url and ip:
             url = f"http://{ip}:{config.deploy.node_port}"
     if not url:
-        sys.stderr.write("leviathan: no URL: pass --url http://NODE:30000 or set deploy.health_url\n")
+        sys.stderr.write(
+            "leviathan: no URL: pass --url http://NODE:30000 or set deploy.health_url\n"
+        )
         return 2
     spec = engine_spec(config)
     try:
         result = check_health(
-            HttpBackend(), url, paths=spec.health_paths, timeout_s=args.timeout, model_name=config.deploy.model_name,
-            on_attempt=lambda text: sys.stderr.write(f"  {text}\n"), cancelled=threading.Event(), poll_s=min(5.0, max(0.5, args.timeout / 10)),
+            HttpBackend(),
+            url,
+            paths=spec.health_paths,
+            timeout_s=args.timeout,
+            model_name=config.deploy.model_name,
+            on_attempt=lambda text: sys.stderr.write(f"  {text}\n"),
+            cancelled=threading.Event(),
+            poll_s=min(5.0, max(0.5, args.timeout / 10)),
         )
     except StepError as err:
         print(f"UNHEALTHY {url}: {err.message}")
         if err.hint:
             sys.stderr.write(f"  fix: {err.hint}\n")
         return 1
-    print(f"HEALTHY {url} ({result.liveness_path}); model {result.model}; time to first token {result.ttft_s:.2f} s")
+    print(
+        f"HEALTHY {url} ({result.liveness_path}); model {result.model}; time to first token {result.ttft_s:.2f} s"
+    )
     print(f"reply: {result.reply}")
     return 0
 

@@ -53,29 +53,61 @@ class Section(BaseModel):
 
 
 class ClusterConfig(Section):
-    kubeconfig: str | None = Field(None, description="kubeconfig file; default: $KUBECONFIG or ~/.kube/config, like kubectl")
-    context: str | None = Field(None, description="kubeconfig context; default: the current context")
-    namespace: DnsLabel = Field("ai-workloads", description="namespace for the pods, the Deployment and the Service")
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file; default: $KUBECONFIG or ~/.kube/config, like kubectl"
+    )
+    context: str | None = Field(
+        None, description="kubeconfig context; default: the current context"
+    )
+    namespace: DnsLabel = Field(
+        "ai-workloads", description="namespace for the pods, the Deployment and the Service"
+    )
     node_name: str = Field("talos-node-0", description="the Talos GPU node")
-    pod_timeout_s: float = Field(300.0, gt=0, description="how long a helper pod may stay Pending before Leviathan explains why")
-    api_retries: int = Field(5, ge=0, le=20, description="retries for transient API errors (connection reset, 5xx, 429)")
+    pod_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long a helper pod may stay Pending before Leviathan explains why",
+    )
+    api_retries: int = Field(
+        5, ge=0, le=20, description="retries for transient API errors (connection reset, 5xx, 429)"
+    )
 
 
 class StorageConfig(Section):
-    host_mount: AbsPath = Field("/var/mnt/data", description="where the data disk is mounted on the node")
+    host_mount: AbsPath = Field(
+        "/var/mnt/data", description="where the data disk is mounted on the node"
+    )
     pod_mount: AbsPath = Field("/data", description="where the privileged pod sees the host mount")
-    label: str = Field("leviathan", max_length=12, description="XFS label that marks a disk formatted by Leviathan (mkfs.xfs allows 12 chars)")
-    agent_image: str = Field("python:3.11-slim-bookworm", description="image of the helper pods; needs Python 3, util-linux and xfsprogs (installed at start when missing)")
-    agent_mount: AbsPath = Field("/opt/leviathan", description="where the agent code (ConfigMap) is mounted in helper pods")
-    min_free_margin_gib: float = Field(10.0, ge=0, description="free space to keep on the disk after the download")
+    label: str = Field(
+        "leviathan",
+        max_length=12,
+        description="XFS label that marks a disk formatted by Leviathan (mkfs.xfs allows 12 chars)",
+    )
+    agent_image: str = Field(
+        "python:3.11-slim-bookworm",
+        description="image of the helper pods; needs Python 3, util-linux and xfsprogs (installed at start when missing)",
+    )
+    agent_mount: AbsPath = Field(
+        "/opt/leviathan", description="where the agent code (ConfigMap) is mounted in helper pods"
+    )
+    min_free_margin_gib: float = Field(
+        10.0, ge=0, description="free space to keep on the disk after the download"
+    )
 
 
 class ModelConfig(Section):
-    endpoint: str | None = Field(None, description="Hugging Face endpoint (HF_ENDPOINT); default: the public Hub")
-    repo: str = Field("unsloth/DeepSeek-V3-GGUF", description="Hugging Face repo of the GGUF quants")
+    endpoint: str | None = Field(
+        None, description="Hugging Face endpoint (HF_ENDPOINT); default: the public Hub"
+    )
+    repo: str = Field(
+        "unsloth/DeepSeek-V3-GGUF", description="Hugging Face repo of the GGUF quants"
+    )
     quant: str = Field("Q4_K_M", description="quant folder to fetch (e.g. Q4_K_M, Q2_K_XS, Q5_K_M)")
     revision: str = Field("main", description="revision of the GGUF repo")
-    config_repo: str = Field("deepseek-ai/DeepSeek-V3", description="repo of the original model's config and tokenizer files")
+    config_repo: str = Field(
+        "deepseek-ai/DeepSeek-V3",
+        description="repo of the original model's config and tokenizer files",
+    )
     config_revision: str = Field("main", description="revision of the config repo")
     config_files: list[str] = Field(
         default_factory=lambda: [
@@ -87,11 +119,24 @@ class ModelConfig(Section):
         ],
         description="files KTransformers needs in --model_path (no *.safetensors)",
     )
-    model_dir: AbsPath = Field("/data/models/deepseek-v3-gguf", description="model directory as the pod sees it; GGUF files go to <dir>/<quant>/, config files to <dir>/config/")
-    transfer: Literal["http", "xet"] = Field("http", description="http: resumable Range download (survives pod restarts); xet: hf_xet fast mode, then a full verification pass")
+    model_dir: AbsPath = Field(
+        "/data/models/deepseek-v3-gguf",
+        description="model directory as the pod sees it; GGUF files go to <dir>/<quant>/, config files to <dir>/config/",
+    )
+    transfer: Literal["http", "xet"] = Field(
+        "http",
+        description="http: resumable Range download (survives pod restarts); xet: hf_xet fast mode, then a full verification pass",
+    )
     parallel: int = Field(3, ge=1, le=16, description="shards downloaded at once")
-    retry_for_s: float = Field(1800.0, gt=0, description="keep retrying a network outage this long before the download fails")
-    hf_token_secret: str | None = Field(None, description="Kubernetes Secret holding HF_TOKEN (key 'token'); the token is never stored by Leviathan")
+    retry_for_s: float = Field(
+        1800.0,
+        gt=0,
+        description="keep retrying a network outage this long before the download fails",
+    )
+    hf_token_secret: str | None = Field(
+        None,
+        description="Kubernetes Secret holding HF_TOKEN (key 'token'); the token is never stored by Leviathan",
+    )
 
     @model_validator(mode="after")
     def _dir_name(self) -> ModelConfig:
@@ -101,35 +146,79 @@ class ModelConfig(Section):
 
 
 class SshConfig(Section):
-    host: str = Field("192.168.3.10", description="the Proxmox build host (a ~/.ssh/config alias works)")
+    host: str = Field(
+        "192.168.3.10", description="the Proxmox build host (a ~/.ssh/config alias works)"
+    )
     port: Port | None = Field(None, description="SSH port; default from ~/.ssh/config, else 22")
     user: str | None = Field(None, description="SSH user; default from ~/.ssh/config, else root")
-    identity_file: str | None = Field(None, description="private key; default: the SSH agent and ~/.ssh/config IdentityFile")
-    known_hosts: str = Field("~/.ssh/known_hosts", description="host keys are verified against this file; accepted keys are added")
+    identity_file: str | None = Field(
+        None, description="private key; default: the SSH agent and ~/.ssh/config IdentityFile"
+    )
+    known_hosts: str = Field(
+        "~/.ssh/known_hosts",
+        description="host keys are verified against this file; accepted keys are added",
+    )
     ssh_config: str = Field("~/.ssh/config", description="OpenSSH client config to honour")
     connect_timeout_s: float = Field(15.0, gt=0, description="TCP + handshake timeout")
 
 
 class RegistryConfig(Section):
-    address: str = Field("192.168.3.10:5000", description="registry host:port (image references are prefixed with it)")
-    scheme: Literal["http", "https"] = Field("http", description="how the registry's API is reached")
+    address: str = Field(
+        "192.168.3.10:5000",
+        description="registry host:port (image references are prefixed with it)",
+    )
+    scheme: Literal["http", "https"] = Field(
+        "http", description="how the registry's API is reached"
+    )
 
 
 class BuildConfig(Section):
-    image: str = Field("omni/engine:leviathan-blackwell", description="repository:tag pushed to the registry")
-    base_image: str = Field("192.168.3.10:5000/omni/engine:bleeding-edge-v2", description="FROM of the engine Dockerfile")
-    ktransformers_ref: str = Field("v0.4.1", description="KTransformers git ref; v0.4.1 is the last tag with ktransformers.server.main")
+    image: str = Field(
+        "omni/engine:leviathan-blackwell", description="repository:tag pushed to the registry"
+    )
+    base_image: str = Field(
+        "192.168.3.10:5000/omni/engine:bleeding-edge-v2",
+        description="FROM of the engine Dockerfile",
+    )
+    ktransformers_ref: str = Field(
+        "v0.4.1",
+        description="KTransformers git ref; v0.4.1 is the last tag with ktransformers.server.main",
+    )
     torch_cuda_arch_list: str = Field("9.0a 10.0", description="TORCH_CUDA_ARCH_LIST")
-    enable_deepgemm: Literal[0, 1] = Field(1, description="ENABLE_DEEPGEMM (kept from the plan; KTransformers v0.4.1 does not read it)")
-    cpu_instruct: Literal["NATIVE", "FANCY", "AVX512", "AVX2"] = Field("AVX512", description="CPU_INSTRUCT; NATIVE would target the build host's CPU, not the node's")
-    builder: Literal["docker", "podman", "buildah"] = Field("docker", description="builder command on the build host")
-    builder_global_flags: list[str] = Field(default_factory=list, description="flags placed after the builder command (e.g. --storage-driver vfs)")
-    build_flags: list[str] = Field(default_factory=list, description="extra flags for the build command (e.g. --isolation chroot)")
-    dockerfile: str | None = Field(None, description="your own Dockerfile; default: the shipped Dockerfile.leviathan")
-    context_files: list[str] = Field(default_factory=list, description="extra local files uploaded beside the Dockerfile")
+    enable_deepgemm: Literal[0, 1] = Field(
+        1, description="ENABLE_DEEPGEMM (kept from the plan; KTransformers v0.4.1 does not read it)"
+    )
+    cpu_instruct: Literal["NATIVE", "FANCY", "AVX512", "AVX2"] = Field(
+        "AVX512",
+        description="CPU_INSTRUCT; NATIVE would target the build host's CPU, not the node's",
+    )
+    builder: Literal["docker", "podman", "buildah"] = Field(
+        "docker", description="builder command on the build host"
+    )
+    builder_global_flags: list[str] = Field(
+        default_factory=list,
+        description="flags placed after the builder command (e.g. --storage-driver vfs)",
+    )
+    build_flags: list[str] = Field(
+        default_factory=list,
+        description="extra flags for the build command (e.g. --isolation chroot)",
+    )
+    dockerfile: str | None = Field(
+        None, description="your own Dockerfile; default: the shipped Dockerfile.leviathan"
+    )
+    context_files: list[str] = Field(
+        default_factory=list, description="extra local files uploaded beside the Dockerfile"
+    )
     build_args: dict[str, str] = Field(default_factory=dict, description="extra --build-arg values")
-    remote_dir: str = Field("leviathan-build", description="build directory on the host (relative to the SSH user's home)")
-    timeout_s: float = Field(4 * 3600.0, gt=0, description="give up waiting for the build after this long (the build itself goes on)")
+    remote_dir: str = Field(
+        "leviathan-build",
+        description="build directory on the host (relative to the SSH user's home)",
+    )
+    timeout_s: float = Field(
+        4 * 3600.0,
+        gt=0,
+        description="give up waiting for the build after this long (the build itself goes on)",
+    )
 
     @property
     def repository(self) -> str:
@@ -141,20 +230,34 @@ class BuildConfig(Section):
 
 
 class DeployConfig(Section):
-    engine: Literal["ktransformers", "llamacpp", "vllm"] = Field("ktransformers", description="inference engine; llamacpp is the fallback when the KTransformers build fails")
+    engine: Literal["ktransformers", "llamacpp", "vllm"] = Field(
+        "ktransformers",
+        description="inference engine; llamacpp is the fallback when the KTransformers build fails",
+    )
     name: DnsLabel = Field("leviathan-engine", description="name of the Deployment and Service")
     service_port: Port = Field(30000, description="port the server listens on in the pod")
     node_port: NodePort = Field(30000, description="NodePort of the Service")
-    health_url: str | None = Field(None, description="base URL for the health check; default: http://<node InternalIP>:<node_port>")
+    health_url: str | None = Field(
+        None,
+        description="base URL for the health check; default: http://<node InternalIP>:<node_port>",
+    )
     health_timeout_s: float = Field(3600.0, gt=0, description="how long the model may take to load")
     gpus: int = Field(1, ge=1, description="nvidia.com/gpu limit")
-    gpu_memory_gib: float = Field(96.0, gt=0, description="memory of one GPU (Kubernetes does not report it)")
-    cpu_infer: int | None = Field(None, ge=1, description="--cpu_infer; default: the node's allocatable CPUs minus 2")
+    gpu_memory_gib: float = Field(
+        96.0, gt=0, description="memory of one GPU (Kubernetes does not report it)"
+    )
+    cpu_infer: int | None = Field(
+        None, ge=1, description="--cpu_infer; default: the node's allocatable CPUs minus 2"
+    )
     max_new_tokens: int = Field(1024, ge=1)
     max_batch_size: int = Field(4, ge=1)
-    cache_lens: int = Field(8192, ge=1, description="--cache_lens; must exceed max_batch_size x max_new_tokens")
+    cache_lens: int = Field(
+        8192, ge=1, description="--cache_lens; must exceed max_batch_size x max_new_tokens"
+    )
     chunk_size: int = Field(256, ge=1)
-    model_name: str = Field("DeepSeek-V3", description="--model_name, also the model id in API requests")
+    model_name: str = Field(
+        "DeepSeek-V3", description="--model_name, also the model id in API requests"
+    )
     backend_type: str = Field("balance_serve", description="--backend_type")
     optimize_config_path: str = Field(
         "ktransformers/optimize/optimize_rules/DeepSeek-V3-Chat-serve.yaml",
@@ -162,7 +265,9 @@ class DeployConfig(Section):
     )
     shm_size_gib: int = Field(64, ge=1, description="memory-backed /dev/shm size")
     memory_overhead_gib: float = Field(16.0, ge=0, description="added to the estimated RAM need")
-    llamacpp_image: str = Field("ghcr.io/ggml-org/llama.cpp:server-cuda", description="image of the llama.cpp fallback")
+    llamacpp_image: str = Field(
+        "ghcr.io/ggml-org/llama.cpp:server-cuda", description="image of the llama.cpp fallback"
+    )
     vllm_image: str = Field("vllm/vllm-openai:latest", description="image of the vLLM fallback")
 
     @model_validator(mode="after")
@@ -220,7 +325,9 @@ def config_from_mapping(data: Any, source: str) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UsageError(f"{source}: the configuration must be a mapping of sections, got {type(data).__name__}")
+        raise UsageError(
+            f"{source}: the configuration must be a mapping of sections, got {type(data).__name__}"
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -234,7 +341,9 @@ def load_yaml_file(path: Path, what: str) -> Any:
     except OSError as err:
         raise UsageError(f"{path}: cannot read {what}: {err.strerror}") from None
     if size > MAX_CONFIG_BYTES:
-        raise UsageError(f"{path}: {what} is {size} bytes; refusing anything over {MAX_CONFIG_BYTES} bytes")
+        raise UsageError(
+            f"{path}: {what} is {size} bytes; refusing anything over {MAX_CONFIG_BYTES} bytes"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -247,7 +356,9 @@ def load_yaml_file(path: Path, what: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
         problem = getattr(err, "problem", None) or str(err)
-        raise UsageError(f"{path}:{mark.line + 1 if mark else '?'}: YAML syntax error at {where}: {problem}") from None
+        raise UsageError(
+            f"{path}:{mark.line + 1 if mark else '?'}: YAML syntax error at {where}: {problem}"
+        ) from None
 
 
 def load_config(path: Path | None, base: dict[str, Any] | None = None) -> Config:
@@ -257,7 +368,9 @@ def load_config(path: Path | None, base: dict[str, Any] | None = None) -> Config
     if path is not None:
         data = load_yaml_file(path, "config file")
         if data is not None and not isinstance(data, dict):
-            raise UsageError(f"{path}: the configuration must be a mapping of sections, got {type(data).__name__}")
+            raise UsageError(
+                f"{path}: the configuration must be a mapping of sections, got {type(data).__name__}"
+            )
         merged = deep_merge(merged, data or {})
         source = str(path)
     return config_from_mapping(merged, source)
@@ -279,5 +392,11 @@ def config_reference() -> list[tuple[str, str, str]]:
     for section_name, section_field in Config.model_fields.items():
         section_model = section_field.default_factory()  # type: ignore[misc]
         for name, field in type(section_model).model_fields.items():
-            rows.append((f"{section_name}.{name}", repr(getattr(section_model, name)), field.description or ""))
+            rows.append(
+                (
+                    f"{section_name}.{name}",
+                    repr(getattr(section_model, name)),
+                    field.description or "",
+                )
+            )
     return rows

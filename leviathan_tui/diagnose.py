@@ -32,9 +32,18 @@ class Diagnosis:
 
 @functools.cache
 def rules() -> tuple[Rule, ...]:
-    raw = yaml.safe_load((files("leviathan_tui") / "data" / "failure-rules.yaml").read_text(encoding="utf-8"))
+    raw = yaml.safe_load(
+        (files("leviathan_tui") / "data" / "failure-rules.yaml").read_text(encoding="utf-8")
+    )
     return tuple(
-        Rule(r["id"], frozenset(r["in"]), re.compile(r["match"], re.MULTILINE), r["cause"], r["fix"], bool(r.get("fatal")))
+        Rule(
+            r["id"],
+            frozenset(r["in"]),
+            re.compile(r["match"], re.MULTILINE),
+            r["cause"],
+            r["fix"],
+            bool(r.get("fatal")),
+        )
         for r in raw
     )
 

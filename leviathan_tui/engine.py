@@ -70,7 +70,15 @@ class StepContext:
     def log(self, line: str, level: str = "info") -> None:
         self.engine.emit(LogLine(self.step.id, line, level))  # type: ignore[arg-type]
 
-    def progress(self, done: float, total: float | None = None, *, item: str = "", unit: str = "B", note: str = "") -> None:
+    def progress(
+        self,
+        done: float,
+        total: float | None = None,
+        *,
+        item: str = "",
+        unit: str = "B",
+        note: str = "",
+    ) -> None:
         self.engine.emit(Progress(self.step.id, done, total, item, unit, note))
 
     def notice(self, title: str, body: str, filename: str = "") -> None:
@@ -181,7 +189,12 @@ class Engine:
         chosen = [s for s in self.steps if s.phase in wanted]
         chosen_ids = {s.id for s in chosen}
         missing = sorted(
-            {n for s in chosen for n in s.needs if n not in chosen_ids and self.state.status(n) not in ("done", "skipped")}
+            {
+                n
+                for s in chosen
+                for n in s.needs
+                if n not in chosen_ids and self.state.status(n) not in ("done", "skipped")
+            }
         )
         if missing:
             raise UsageError(
@@ -219,17 +232,24 @@ class Engine:
                 for step in selected:
                     if step.id in started:
                         continue
-                    if any(finished.get(n) == "failed" or finished.get(n) == "blocked" for n in step.needs):
+                    if any(
+                        finished.get(n) == "failed" or finished.get(n) == "blocked"
+                        for n in step.needs
+                    ):
                         started.add(step.id)
                         finished[step.id] = "blocked"
-                        waiting = tuple(n for n in step.needs if finished.get(n) in ("failed", "blocked"))
+                        waiting = tuple(
+                            n for n in step.needs if finished.get(n) in ("failed", "blocked")
+                        )
                         if step.id not in reported_blocked:
                             reported_blocked.add(step.id)
                             self.emit(StepBlocked(step.id, waiting))
                         continue
                     if all(satisfied(n) for n in step.needs):
                         started.add(step.id)
-                        thread = threading.Thread(target=self._run_step, args=(step,), name=f"step-{step.id}", daemon=True)
+                        thread = threading.Thread(
+                            target=self._run_step, args=(step,), name=f"step-{step.id}", daemon=True
+                        )
                         threads[step.id] = thread
                         thread.start()
             with self._cv:
@@ -257,7 +277,11 @@ class Engine:
                     for sid in pending:
                         started.add(sid)
                         finished[sid] = "blocked"
-                        self.emit(StepBlocked(sid, tuple(n for n in self.by_id[sid].needs if not satisfied(n))))
+                        self.emit(
+                            StepBlocked(
+                                sid, tuple(n for n in self.by_id[sid].needs if not satisfied(n))
+                            )
+                        )
                     if exit_code == EXIT_OK:
                         exit_code = EXIT_STEP_FAILED
                 break
@@ -305,7 +329,13 @@ class Engine:
             log.error("step %s crashed:\n%s", step.id, traceback.format_exc())
             message = f"{type(err).__name__}: {err}"
             self.state.set_status(step.id, "failed", error=message)
-            self.emit(StepFailed(step.id, message, "this is a bug in Leviathan; the traceback is in leviathan.log in the state directory"))
+            self.emit(
+                StepFailed(
+                    step.id,
+                    message,
+                    "this is a bug in Leviathan; the traceback is in leviathan.log in the state directory",
+                )
+            )
             outcome = _Outcome(step.id, "failed", EXIT_STEP_FAILED)
         with self._cv:
             self._finished.append(outcome)

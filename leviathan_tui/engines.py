@@ -32,18 +32,30 @@ def _optimize_path(config: Config) -> str:
 def ktransformers(config: Config, image: str, cpu_infer: int, first_shard: str) -> EngineSpec:
     d = config.deploy
     args = [
-        "--model_path", CONFIG_MOUNT,
-        "--gguf_path", GGUF_MOUNT,
-        "--port", str(d.service_port),
-        "--host", "0.0.0.0",
-        "--cpu_infer", str(cpu_infer),
-        "--optimize_config_path", _optimize_path(config),
-        "--backend_type", d.backend_type,
-        "--max_new_tokens", str(d.max_new_tokens),
-        "--cache_lens", str(d.cache_lens),
-        "--max_batch_size", str(d.max_batch_size),
-        "--chunk_size", str(d.chunk_size),
-        "--model_name", d.model_name,
+        "--model_path",
+        CONFIG_MOUNT,
+        "--gguf_path",
+        GGUF_MOUNT,
+        "--port",
+        str(d.service_port),
+        "--host",
+        "0.0.0.0",
+        "--cpu_infer",
+        str(cpu_infer),
+        "--optimize_config_path",
+        _optimize_path(config),
+        "--backend_type",
+        d.backend_type,
+        "--max_new_tokens",
+        str(d.max_new_tokens),
+        "--cache_lens",
+        str(d.cache_lens),
+        "--max_batch_size",
+        str(d.max_batch_size),
+        "--chunk_size",
+        str(d.chunk_size),
+        "--model_name",
+        d.model_name,
     ]  # never --web: it is type=bool, so "--web False" turns the web UI on
     return EngineSpec(
         "ktransformers",
@@ -60,15 +72,23 @@ def ktransformers(config: Config, image: str, cpu_infer: int, first_shard: str) 
 def llamacpp(config: Config, image: str, cpu_infer: int, first_shard: str) -> EngineSpec:
     d = config.deploy
     args = [
-        "-m", f"{GGUF_MOUNT}/{first_shard}",  # split GGUF loads from its first shard
-        "--host", "0.0.0.0",
-        "--port", str(d.service_port),
+        "-m",
+        f"{GGUF_MOUNT}/{first_shard}",  # split GGUF loads from its first shard
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(d.service_port),
         "--cpu-moe",  # MoE experts stay in system RAM
-        "-ngl", "999",
-        "--threads", str(cpu_infer),
-        "--ctx-size", str(d.cache_lens),
-        "--parallel", str(d.max_batch_size),
-        "--alias", d.model_name,
+        "-ngl",
+        "999",
+        "--threads",
+        str(cpu_infer),
+        "--ctx-size",
+        str(d.cache_lens),
+        "--parallel",
+        str(d.max_batch_size),
+        "--alias",
+        d.model_name,
     ]
     return EngineSpec(
         "llamacpp",
@@ -86,14 +106,22 @@ def llamacpp(config: Config, image: str, cpu_infer: int, first_shard: str) -> En
 def vllm(config: Config, image: str, cpu_infer: int, first_shard: str) -> EngineSpec:
     d = config.deploy
     args = [
-        "serve", f"{GGUF_MOUNT}/merged.gguf",
-        "--tokenizer", CONFIG_MOUNT,
-        "--hf-config-path", CONFIG_MOUNT,
-        "--host", "0.0.0.0",
-        "--port", str(d.service_port),
-        "--served-model-name", d.model_name,
-        "--tensor-parallel-size", str(d.gpus),
-        "--max-model-len", str(d.cache_lens),
+        "serve",
+        f"{GGUF_MOUNT}/merged.gguf",
+        "--tokenizer",
+        CONFIG_MOUNT,
+        "--hf-config-path",
+        CONFIG_MOUNT,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(d.service_port),
+        "--served-model-name",
+        d.model_name,
+        "--tensor-parallel-size",
+        str(d.gpus),
+        "--max-model-len",
+        str(d.cache_lens),
     ]
     return EngineSpec(
         "vllm",
@@ -111,7 +139,13 @@ def vllm(config: Config, image: str, cpu_infer: int, first_shard: str) -> Engine
 BUILDERS = {"ktransformers": ktransformers, "llamacpp": llamacpp, "vllm": vllm}
 
 
-def engine_spec(config: Config, *, digest: str | None = None, cpu_infer: int | None = None, first_shard: str = "") -> EngineSpec:
+def engine_spec(
+    config: Config,
+    *,
+    digest: str | None = None,
+    cpu_infer: int | None = None,
+    first_shard: str = "",
+) -> EngineSpec:
     image = config.image_ref
     if digest:
         image = f"{config.registry.address}/{config.build.repository}@{digest}"

@@ -74,7 +74,19 @@ class _Reader:
         return self.take(length).decode("utf-8", errors="replace")
 
 
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 
 
 def _value(r: _Reader, vtype: int) -> object:
@@ -119,7 +131,9 @@ def parse_header(data: bytes) -> GgufHeader:
     return GgufHeader(version, metadata, tensors)
 
 
-def read_header(read_prefix: Callable[[int], bytes], start: int = 1 << 20, limit: int = 256 << 20) -> GgufHeader:
+def read_header(
+    read_prefix: Callable[[int], bytes], start: int = 1 << 20, limit: int = 256 << 20
+) -> GgufHeader:
     """Parse a header from a source that returns the first N bytes, asking for more as needed."""
     size = start
     while True:
@@ -166,7 +180,14 @@ class MemoryEstimate:
         )
 
 
-def estimate(headers: list[GgufHeader], *, cache_lens: int, experts_in_ram: bool, overhead_bytes: int, kv_bytes_per_token: int = KV_BYTES_PER_TOKEN_DEEPSEEK) -> MemoryEstimate:
+def estimate(
+    headers: list[GgufHeader],
+    *,
+    cache_lens: int,
+    experts_in_ram: bool,
+    overhead_bytes: int,
+    kv_bytes_per_token: int = KV_BYTES_PER_TOKEN_DEEPSEEK,
+) -> MemoryEstimate:
     expert = dense = 0
     for header in headers:
         for tensor in header.tensors:
@@ -174,4 +195,6 @@ def estimate(headers: list[GgufHeader], *, cache_lens: int, experts_in_ram: bool
                 expert += tensor.nbytes
             else:
                 dense += tensor.nbytes
-    return MemoryEstimate(expert, dense, cache_lens * kv_bytes_per_token, overhead_bytes, experts_in_ram)
+    return MemoryEstimate(
+        expert, dense, cache_lens * kv_bytes_per_token, overhead_bytes, experts_in_ram
+    )

@@ -58,13 +58,19 @@ class ProgressLines:
         self._last[key] = now
         task = self._rich.tasks[task_id]
         if event.unit == "B":
-            text = _gb(event.done) + (f" of {_gb(event.total)} ({100 * event.done / event.total:.1f}%)" if event.total else "")
+            text = _gb(event.done) + (
+                f" of {_gb(event.total)} ({100 * event.done / event.total:.1f}%)"
+                if event.total
+                else ""
+            )
             if task.speed:
                 text += f", {task.speed / 1e6:.1f} MB/s"
             if task.time_remaining is not None and not finished:
                 text += f", ETA {_duration(task.time_remaining)}"
         else:
-            text = f"{event.done:.0f} {event.unit}" + (f" of {event.total:.0f}" if event.total else "")
+            text = f"{event.done:.0f} {event.unit}" + (
+                f" of {event.total:.0f}" if event.total else ""
+            )
         if event.item:
             text = f"{event.item}: {text}"
         if event.note:
@@ -109,9 +115,13 @@ class HeadlessPrinter:
                 if event.hint:
                     self._print(event.step_id, "fix", event.hint)
             case StepBlocked():
-                self._print(event.step_id, "blocked", f"not run: waiting for {', '.join(event.waiting_for)}")
+                self._print(
+                    event.step_id, "blocked", f"not run: waiting for {', '.join(event.waiting_for)}"
+                )
             case LogLine():
-                self._print(event.step_id, event.level if event.level != "info" else "log", event.line)
+                self._print(
+                    event.step_id, event.level if event.level != "info" else "log", event.line
+                )
             case Progress():
                 line = self.progress.line(event)
                 if line:
@@ -121,7 +131,11 @@ class HeadlessPrinter:
                 assert q is not None
                 self._print(event.step_id, "question", f"{q.id}: {q.prompt}")
             case Notice():
-                self._print(event.step_id, "notice", f"{event.title}" + (f" (saved to {event.filename})" if event.filename else ""))
+                self._print(
+                    event.step_id,
+                    "notice",
+                    f"{event.title}" + (f" (saved to {event.filename})" if event.filename else ""),
+                )
                 for line in event.body.splitlines():
                     self.out.write("    " + line + "\n")
             case RunFinished():
@@ -135,7 +149,13 @@ class HeadlessPrinter:
         self.err.flush()
 
 
-def run_headless(engine: Engine, events: queue.Queue[Event], only: list[str] | None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run_headless(
+    engine: Engine,
+    events: queue.Queue[Event],
+    only: list[str] | None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     printer = HeadlessPrinter(out, err)
     result: dict[str, int] = {}
 
@@ -159,7 +179,9 @@ def run_headless(engine: Engine, events: queue.Queue[Event], only: list[str] | N
         except KeyboardInterrupt:
             interrupted += 1
             if interrupted == 1:
-                err.write("interrupted: stopping the running steps and saving the session (Ctrl-C again to quit at once)\n")
+                err.write(
+                    "interrupted: stopping the running steps and saving the session (Ctrl-C again to quit at once)\n"
+                )
                 engine.cancel()
                 continue
             engine.state.flush()

@@ -43,7 +43,15 @@ def model_ids(payload: Any) -> list[str]:
     return ids
 
 
-def wait_alive(http: Any, base: str, paths: tuple[str, ...], timeout_s: float, on_attempt: Callable[[str], None], cancelled: threading.Event, poll_s: float = 5.0) -> tuple[str, list[str]]:
+def wait_alive(
+    http: Any,
+    base: str,
+    paths: tuple[str, ...],
+    timeout_s: float,
+    on_attempt: Callable[[str], None],
+    cancelled: threading.Event,
+    poll_s: float = 5.0,
+) -> tuple[str, list[str]]:
     """Poll until one liveness path answers 200. Returns (path, model ids if known)."""
     start = time.monotonic()
     while True:
@@ -56,7 +64,9 @@ def wait_alive(http: Any, base: str, paths: tuple[str, ...], timeout_s: float, o
                     try:
                         ids = model_ids(json.loads(result.body))
                     except ValueError as err:
-                        raise StepError(f"{base}{path} answered 200 with something that is not a model list: {err}: {result.body[:120]!r}") from None
+                        raise StepError(
+                            f"{base}{path} answered 200 with something that is not a model list: {err}: {result.body[:120]!r}"
+                        ) from None
                     return path, ids
                 return path, []
             if result.status == 404:
@@ -75,16 +85,27 @@ def wait_alive(http: Any, base: str, paths: tuple[str, ...], timeout_s: float, o
             raise Cancelled()
 
 
-def chat_completion(base: str, model: str, timeout_s: float, max_tokens: int = 32) -> tuple[str, float, float]:
+def chat_completion(
+    base: str, model: str, timeout_s: float, max_tokens: int = 32
+) -> tuple[str, float, float]:
     """One streamed chat completion: (reply, time to first token, total time)."""
-    body = json.dumps({
-        "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": max_tokens,
-        "stream": True,
-    }).encode()
-    request = urllib.request.Request(base + "/v1/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "Accept": "text/event-stream, application/json"})
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": max_tokens,
+            "stream": True,
+        }
+    ).encode()
+    request = urllib.request.Request(
+        base + "/v1/chat/completions",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream, application/json",
+        },
+    )
     start = time.monotonic()
     ttft: float | None = None
     pieces: list[str] = []
@@ -98,7 +119,9 @@ def chat_completion(base: str, model: str, timeout_s: float, max_tokens: int = 3
                     payload = json.loads(raw)
                     text = payload["choices"][0]["message"]["content"]
                 except (ValueError, KeyError, IndexError, TypeError):
-                    raise StepError(f"the chat completion answered with something that is not a completion: {raw[:160]!r}") from None
+                    raise StepError(
+                        f"the chat completion answered with something that is not a completion: {raw[:160]!r}"
+                    ) from None
                 return str(text), ttft, time.monotonic() - start
             for raw_line in response:
                 line = raw_line.decode("utf-8", errors="replace").strip()
@@ -109,29 +132,53 @@ def chat_completion(base: str, model: str, timeout_s: float, max_tokens: int = 3
                     break
                 try:
                     chunk = json.loads(data)
-                    delta = chunk["choices"][0].get("delta") or chunk["choices"][0].get("message") or {}
+                    delta = (
+                        chunk["choices"][0].get("delta") or chunk["choices"][0].get("message") or {}
+                    )
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                    raise StepError(f"the completion stream sent something that is not JSON: {data[:160]!r}") from None
+                    raise StepError(
+                        f"the completion stream sent something that is not JSON: {data[:160]!r}"
+                    ) from None
                 content = delta.get("content") or ""
                 if content and ttft is None:
                     ttft = time.monotonic() - start
                 pieces.append(content)
     except urllib.error.HTTPError as err:
         detail = err.read()[:300].decode(errors="replace")
-        raise StepError(f"the chat completion failed: HTTP {err.code}: {detail}", "the server is up but cannot answer; read the pod's log") from None
+        raise StepError(
+            f"the chat completion failed: HTTP {err.code}: {detail}",
+            "the server is up but cannot answer; read the pod's log",
+        ) from None
     except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise StepError(f"the chat completion did not complete: {getattr(err, 'reason', err)}", "the server may be overloaded or still warming up; run `leviathan health` again") from None
+        raise StepError(
+            f"the chat completion did not complete: {getattr(err, 'reason', err)}",
+            "the server may be overloaded or still warming up; run `leviathan health` again",
+        ) from None
     reply = "".join(pieces).strip()
     if not reply:
-        raise StepError("the chat completion returned no text", "the server answers but generates nothing; read the pod's log")
+        raise StepError(
+            "the chat completion returned no text",
+            "the server answers but generates nothing; read the pod's log",
+        )
     return reply, ttft if ttft is not None else time.monotonic() - start, time.monotonic() - start
 
 
-def check_health(http: Any, base: str, *, paths: tuple[str, ...] = ("/health", "/v1/models"), timeout_s: float, model_name: str,
-                 on_attempt: Callable[[str], None], cancelled: threading.Event | None = None, poll_s: float = 5.0) -> HealthResult:
+def check_health(
+    http: Any,
+    base: str,
+    *,
+    paths: tuple[str, ...] = ("/health", "/v1/models"),
+    timeout_s: float,
+    model_name: str,
+    on_attempt: Callable[[str], None],
+    cancelled: threading.Event | None = None,
+    poll_s: float = 5.0,
+) -> HealthResult:
     base = base.rstrip("/")
     start = time.monotonic()
-    path, ids = wait_alive(http, base, paths, timeout_s, on_attempt, cancelled or threading.Event(), poll_s)
+    path, ids = wait_alive(
+        http, base, paths, timeout_s, on_attempt, cancelled or threading.Event(), poll_s
+    )
     waited = time.monotonic() - start
     model = model_name if (not ids or model_name in ids) else ids[0]
     on_attempt(f"{path} answers; sending one chat completion to model {model}")

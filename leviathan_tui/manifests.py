@@ -14,7 +14,15 @@ from leviathan_tui.config import Config
 from leviathan_tui.engines import CONFIG_MOUNT, GGUF_MOUNT, EngineSpec, engine_spec
 
 AGENT_CONFIGMAP = "leviathan-agent"
-AGENT_MODULES = ("__init__.py", "_emit.py", "probe.py", "disk.py", "fetch.py", "hostcheck.py", "lsblk.py")
+AGENT_MODULES = (
+    "__init__.py",
+    "_emit.py",
+    "probe.py",
+    "disk.py",
+    "fetch.py",
+    "hostcheck.py",
+    "lsblk.py",
+)
 LABEL_MANAGED = {"app.kubernetes.io/managed-by": "leviathan"}
 
 
@@ -41,7 +49,11 @@ def agent_configmap(config: Config) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": AGENT_CONFIGMAP, "namespace": config.cluster.namespace, "labels": dict(LABEL_MANAGED)},
+        "metadata": {
+            "name": AGENT_CONFIGMAP,
+            "namespace": config.cluster.namespace,
+            "labels": dict(LABEL_MANAGED),
+        },
         "data": data,
     }
 
@@ -106,8 +118,13 @@ def host_check_pod(config: Config, marker: str) -> dict[str, Any]:
     container = pod["spec"]["containers"][0]
     container["image"] = config.storage.agent_image
     container["command"] = [
-        "python3", "-m", "leviathan_tui.agent.hostcheck",
-        "--path", config.storage.pod_mount, "--marker", marker,
+        "python3",
+        "-m",
+        "leviathan_tui.agent.hostcheck",
+        "--path",
+        config.storage.pod_mount,
+        "--marker",
+        marker,
     ]
     _set_agent_volume(pod, config, agent_configmap(config))
     return pod
@@ -176,14 +193,16 @@ def parse_talos_version(os_image: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def talos_storage_patch(config: Config, talos_version: tuple[int, int] | None, serial: str | None = None) -> tuple[str, str]:
+def talos_storage_patch(
+    config: Config, talos_version: tuple[int, int] | None, serial: str | None = None
+) -> tuple[str, str]:
     """(explanation, patch YAML) that keeps the data disk mounted across reboots."""
     if talos_version is not None and talos_version >= (1, 10):
         doc = yaml.safe_load(read_asset("talos", "uservolume.yaml"))
         mount_name = config.storage.host_mount.rstrip("/").rsplit("/", 1)[-1]
         doc["name"] = mount_name
         doc["provisioning"]["diskSelector"]["match"] = (
-            f'disk.serial == "{serial}"' if serial else "!system_disk && disk.transport == \"nvme\""
+            f'disk.serial == "{serial}"' if serial else '!system_disk && disk.transport == "nvme"'
         )
         why = (
             f"Talos {talos_version[0]}.{talos_version[1]}: a mount made from a pod does not survive a reboot. "
@@ -196,7 +215,11 @@ def talos_storage_patch(config: Config, talos_version: tuple[int, int] | None, s
     parent = config.storage.host_mount.rstrip("/").rsplit("/", 1)[0] or "/"
     mount["destination"] = parent
     mount["source"] = parent
-    version = f"{talos_version[0]}.{talos_version[1]}" if talos_version else "unknown version (assuming <= 1.9)"
+    version = (
+        f"{talos_version[0]}.{talos_version[1]}"
+        if talos_version
+        else "unknown version (assuming <= 1.9)"
+    )
     why = (
         f"Talos {version}: Bidirectional mount propagation needs the kubelet to see {parent} "
         "as an rshared bind mount (machine.kubelet.extraMounts)."
@@ -207,7 +230,9 @@ def talos_storage_patch(config: Config, talos_version: tuple[int, int] | None, s
 def talos_registry_patch(config: Config) -> str:
     doc = yaml.safe_load(read_asset("talos", "registry-mirror.yaml"))
     address = config.registry.address
-    doc["machine"]["registries"]["mirrors"] = {address: {"endpoints": [f"{config.registry.scheme}://{address}"]}}
+    doc["machine"]["registries"]["mirrors"] = {
+        address: {"endpoints": [f"{config.registry.scheme}://{address}"]}
+    }
     return dump(doc)
 
 

@@ -35,13 +35,19 @@ class ReplayFile:
     def load(cls, path: Path) -> ReplayFile:
         data = load_yaml_file(path, "replay file")
         if not isinstance(data, dict):
-            raise UsageError(f"{path}: a replay file is a mapping with 'version' and 'answers', got {type(data).__name__}")
+            raise UsageError(
+                f"{path}: a replay file is a mapping with 'version' and 'answers', got {type(data).__name__}"
+            )
         unknown = set(data) - {"version", "config", "answers"}
         if unknown:
-            raise UsageError(f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; a replay file has version, config, answers")
+            raise UsageError(
+                f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; a replay file has version, config, answers"
+            )
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
-            raise UsageError(f"{path}: version: must be an integer (this Leviathan writes {REPLAY_VERSION})")
+            raise UsageError(
+                f"{path}: version: must be an integer (this Leviathan writes {REPLAY_VERSION})"
+            )
         if version > REPLAY_VERSION:
             raise UsageError(
                 f"{path}: version: {version} was written by a newer Leviathan; this one reads version {REPLAY_VERSION}",
@@ -96,7 +102,10 @@ class ReplayAnswerer:
             answer = str(answer)
         problem = question.check(answer)
         if problem:
-            raise RefusedAnswer(f"answer to {question.id} refused: {problem}", question.details.get("refusal_hint", ""))
+            raise RefusedAnswer(
+                f"answer to {question.id} refused: {problem}",
+                question.details.get("refusal_hint", ""),
+            )
         return answer
 
     def recorded(self, key: str) -> Any:

@@ -155,13 +155,17 @@ class State:
                 raise ValueError("not a JSON object")
             version = raw.get("schema")
             if version != SCHEMA_VERSION:
-                raise ValueError(f"schema version {version!r}, this Leviathan reads {SCHEMA_VERSION}")
+                raise ValueError(
+                    f"schema version {version!r}, this Leviathan reads {SCHEMA_VERSION}"
+                )
             state.steps = {k: StepRecord.from_json(v) for k, v in (raw.get("steps") or {}).items()}
             state.answers = dict(raw.get("answers") or {})
             state.created_at = raw.get("created_at") or state.created_at
             state.updated_at = raw.get("updated_at") or state.updated_at
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as err:
-            aside = state.path.with_name(f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+            aside = state.path.with_name(
+                f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
+            )
             os.replace(state.path, aside)
             state.notices.append(
                 f"the saved session could not be read ({err}); it was moved aside to {aside} "
@@ -184,7 +188,9 @@ class State:
         with self._lock:
             return self.steps.setdefault(step_id, StepRecord())
 
-    def set_status(self, step_id: str, status: str, *, error: str | None = None, summary: str | None = None) -> None:
+    def set_status(
+        self, step_id: str, status: str, *, error: str | None = None, summary: str | None = None
+    ) -> None:
         if status not in STATUSES:
             raise ValueError(status)
         with self._lock:

@@ -36,7 +36,9 @@ def _exclusive_busy(path: str) -> bool:
 
 def _findmnt(mountpoint: str) -> tuple[str, str] | None:
     proc = subprocess.run(
-        ["findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", mountpoint], capture_output=True, text=True
+        ["findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", mountpoint],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0 or not proc.stdout.strip():
         return None
@@ -66,26 +68,55 @@ def check_only(args: argparse.Namespace) -> int:
     except (OSError, subprocess.CalledProcessError, ValueError) as err:
         return result("failed", f"cannot read {args.device}: {err}")
     if dev.serial != args.serial or dev.size != args.size:
-        return result("refused", f"{args.device} is not the recorded disk (serial {dev.serial!r}, size {dev.size})")
+        return result(
+            "refused",
+            f"{args.device} is not the recorded disk (serial {dev.serial!r}, size {dev.size})",
+        )
     if dev.fstype != "xfs" or dev.label != args.label:
-        return result("refused", f"{args.device} carries {dev.fstype or 'no filesystem'} label {dev.label!r}, not our XFS")
+        return result(
+            "refused",
+            f"{args.device} carries {dev.fstype or 'no filesystem'} label {dev.label!r}, not our XFS",
+        )
     mounted = _findmnt(args.mountpoint)
     if not mounted or not _same_device(mounted[0], args.device) or mounted[1] != "xfs":
         return result("refused", f"{args.device} is not mounted at {args.mountpoint}")
     st = os.statvfs(args.mountpoint)
-    return result("done", device=args.device, serial=dev.serial, size=dev.size, by_id=dev.by_id, formatted=False,
-                  free_bytes=st.f_bavail * st.f_frsize, fs_bytes=st.f_blocks * st.f_frsize, mountpoint=args.mountpoint)
+    return result(
+        "done",
+        device=args.device,
+        serial=dev.serial,
+        size=dev.size,
+        by_id=dev.by_id,
+        formatted=False,
+        free_bytes=st.f_bavail * st.f_frsize,
+        fs_bytes=st.f_blocks * st.f_frsize,
+        mountpoint=args.mountpoint,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="leviathan-disk", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="leviathan-disk",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", required=True)
-    parser.add_argument("--serial", required=True, help='expected serial ("" for a device that reports none)')
+    parser.add_argument(
+        "--serial", required=True, help='expected serial ("" for a device that reports none)'
+    )
     parser.add_argument("--size", required=True, type=int, help="expected size in bytes")
     parser.add_argument("--label", required=True)
     parser.add_argument("--mountpoint", required=True)
-    parser.add_argument("--allow-foreign-fs", action="store_true", help="format over an existing filesystem (second confirmation given)")
-    parser.add_argument("--check", action="store_true", help="change nothing: is the device mounted as our XFS at the mountpoint?")
+    parser.add_argument(
+        "--allow-foreign-fs",
+        action="store_true",
+        help="format over an existing filesystem (second confirmation given)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: is the device mounted as our XFS at the mountpoint?",
+    )
     args = parser.parse_args(argv)
     if args.check:
         return check_only(args)
@@ -100,9 +131,15 @@ def main(argv: list[str] | None = None) -> int:
         return result("failed", f"cannot read {device}: {err}")
 
     if dev.serial != args.serial:
-        return result("refused", f"serial mismatch on {device}: expected {args.serial!r}, found {dev.serial!r} — not the disk that was chosen")
+        return result(
+            "refused",
+            f"serial mismatch on {device}: expected {args.serial!r}, found {dev.serial!r} — not the disk that was chosen",
+        )
     if dev.size != args.size:
-        return result("refused", f"size mismatch on {device}: expected {args.size} bytes, found {dev.size} — not the disk that was chosen")
+        return result(
+            "refused",
+            f"size mismatch on {device}: expected {args.size} bytes, found {dev.size} — not the disk that was chosen",
+        )
 
     verdict = assess(dev, args.label, args.mountpoint)
     if not verdict.selectable:
@@ -114,7 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as err:
             return result("failed", f"cannot open {device}: {err.strerror}")
         if busy:
-            return result("refused", f"{', '.join(busy)} is in use (mounted or held, possibly by the node itself)")
+            return result(
+                "refused",
+                f"{', '.join(busy)} is in use (mounted or held, possibly by the node itself)",
+            )
 
     ours = dev.fstype == "xfs" and dev.label == args.label and not dev.children
     if ours:
@@ -141,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             return result("refused", f"{device} changed under us (serial/size); nothing formatted")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            return result("failed", f"mkfs.xfs failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+            return result(
+                "failed", f"mkfs.xfs failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
+            )
         emit("format", device=device, formatted=True)
 
     os.makedirs(args.mountpoint, exist_ok=True)
@@ -150,19 +192,36 @@ def main(argv: list[str] | None = None) -> int:
         milestone(f"{device} already mounted at {args.mountpoint}")
     else:
         if mounted:
-            return result("refused", f"{args.mountpoint} already has {mounted[0]} ({mounted[1]}) mounted; unmount it first")
+            return result(
+                "refused",
+                f"{args.mountpoint} already has {mounted[0]} ({mounted[1]}) mounted; unmount it first",
+            )
         milestone(f"MOUNTING {device} to {args.mountpoint}...")
-        proc = subprocess.run(["mount", "-t", "xfs", device, args.mountpoint], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["mount", "-t", "xfs", device, args.mountpoint], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             return result("failed", f"mount failed: {(proc.stderr or proc.stdout).strip()}")
     check = _findmnt(args.mountpoint)
     if not check or not _same_device(check[0], device) or check[1] != "xfs":
-        return result("failed", f"findmnt does not show {device} as XFS at {args.mountpoint} (saw {check})")
+        return result(
+            "failed", f"findmnt does not show {device} as XFS at {args.mountpoint} (saw {check})"
+        )
     st = os.statvfs(args.mountpoint)
     free = st.f_bavail * st.f_frsize
     total = st.f_blocks * st.f_frsize
     milestone(f"MOUNTED {device} at {args.mountpoint}: {free / 2**30:.1f} GiB free")
-    return result("done", device=device, serial=dev.serial, size=dev.size, by_id=dev.by_id, formatted=not ours, free_bytes=free, fs_bytes=total, mountpoint=args.mountpoint)
+    return result(
+        "done",
+        device=device,
+        serial=dev.serial,
+        size=dev.size,
+        by_id=dev.by_id,
+        formatted=not ours,
+        free_bytes=free,
+        fs_bytes=total,
+        mountpoint=args.mountpoint,
+    )
 
 
 if __name__ == "__main__":

@@ -70,10 +70,20 @@ class PlannedFile:
 def _api(endpoint: str | None = None) -> Any:
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=os.environ.get("HF_TOKEN") or None)
+    return HfApi(
+        endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None,
+        token=os.environ.get("HF_TOKEN") or None,
+    )
 
 
-def plan_repo(repo: str, revision: str, includes: list[str], dest: Path, flatten: bool, endpoint: str | None = None) -> list[PlannedFile]:
+def plan_repo(
+    repo: str,
+    revision: str,
+    includes: list[str],
+    dest: Path,
+    flatten: bool,
+    endpoint: str | None = None,
+) -> list[PlannedFile]:
     from huggingface_hub.errors import (
         EntryNotFoundError,
         RepositoryNotFoundError,
@@ -101,7 +111,11 @@ def plan_repo(repo: str, revision: str, includes: list[str], dest: Path, flatten
         lfs = getattr(entry, "lfs", None)
         sha256 = getattr(lfs, "sha256", None) if lfs else None
         target = dest / (path.rsplit("/", 1)[-1] if flatten else path)
-        files.append(PlannedFile(repo, sha, path, int(entry.size), sha256, getattr(entry, "blob_id", None), target))
+        files.append(
+            PlannedFile(
+                repo, sha, path, int(entry.size), sha256, getattr(entry, "blob_id", None), target
+            )
+        )
     return files
 
 
@@ -141,14 +155,28 @@ def is_complete(file: PlannedFile) -> bool:
         size = file.dest.stat().st_size
     except (OSError, ValueError):
         return False
-    return size == file.size and record.get("digest") == _expected_digest(file) and record.get("size") == file.size
+    return (
+        size == file.size
+        and record.get("digest") == _expected_digest(file)
+        and record.get("size") == file.size
+    )
 
 
 def _write_record(file: PlannedFile, digest: str) -> None:
     path = _record_path(file)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"size": file.size, "digest": digest, "repo": file.repo, "revision": file.revision, "path": file.path}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "size": file.size,
+                "digest": digest,
+                "repo": file.repo,
+                "revision": file.revision,
+                "path": file.path,
+            }
+        )
+    )
     os.replace(tmp, path)
 
 
@@ -193,7 +221,10 @@ class _SameHostAuth(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc:
+        if (
+            new is not None
+            and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        ):
             new.remove_header("Authorization")
         return new
 
@@ -208,17 +239,23 @@ def _open(url: str, headers: dict[str, str]) -> Any:
         return _OPENER.open(urllib.request.Request(url, headers=headers), timeout=30.0)
     except urllib.error.HTTPError as err:
         if err.code == 416:
-            raise FetchError(f"the server refused the range in {headers.get('Range')} (file changed?)") from None
+            raise FetchError(
+                f"the server refused the range in {headers.get('Range')} (file changed?)"
+            ) from None
         if err.code >= 500 or err.code == 429:
             raise ConnectionError(f"HTTP {err.code}") from None
         raise FetchError(f"HTTP {err.code} from {url}") from None
 
 
-def download_http(file: PlannedFile, reporter: Reporter, retry_for_s: float, verify: bool = True) -> None:
+def download_http(
+    file: PlannedFile, reporter: Reporter, retry_for_s: float, verify: bool = True
+) -> None:
     from huggingface_hub import hf_hub_url
     from huggingface_hub.utils import build_hf_headers
 
-    url = hf_hub_url(file.repo, file.path, revision=file.revision, endpoint=os.environ.get("HF_ENDPOINT") or None)
+    url = hf_hub_url(
+        file.repo, file.path, revision=file.revision, endpoint=os.environ.get("HF_ENDPOINT") or None
+    )
     headers = build_hf_headers(token=os.environ.get("HF_TOKEN") or None)
     partial = _partial_path(file)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -274,20 +311,33 @@ def download_http(file: PlannedFile, reporter: Reporter, retry_for_s: float, ver
             now = time.monotonic()
             started_outage = started_outage or now
             if now - started_outage > retry_for_s:
-                raise FetchError(f"{file.name}: network down for {now - started_outage:.0f} s: {err}") from None
+                raise FetchError(
+                    f"{file.name}: network down for {now - started_outage:.0f} s: {err}"
+                ) from None
             attempt += 1
             delay = min(30.0, 0.5 * 2 ** min(attempt, 6))
-            emit("retry", file=file.name, attempt=attempt, error=str(err)[:200], delay=delay, done=done)
+            emit(
+                "retry",
+                file=file.name,
+                attempt=attempt,
+                error=str(err)[:200],
+                delay=delay,
+                done=done,
+            )
             on_disk = partial.stat().st_size if partial.exists() else 0
             if on_disk != done:  # a write and the hash fell out of step: hash the file again
                 hasher = _new_hasher(file) if verify else None
-                done = _hash_existing(partial, hasher) if (hasher is not None and on_disk) else on_disk
+                done = (
+                    _hash_existing(partial, hasher) if (hasher is not None and on_disk) else on_disk
+                )
             time.sleep(delay)
     reporter.progress(file, done, force=True)
     digest = hasher.hexdigest() if hasher is not None else ""
     if verify and digest != _expected_digest(file):
         partial.unlink(missing_ok=True)
-        raise FetchError(f"{file.name}: checksum mismatch (got {digest[:16]}…, the Hub says {_expected_digest(file)[:16]}…)")
+        raise FetchError(
+            f"{file.name}: checksum mismatch (got {digest[:16]}…, the Hub says {_expected_digest(file)[:16]}…)"
+        )
     os.replace(partial, file.dest)
     _write_record(file, digest if verify else _expected_digest(file))
     emit("file_done", file=file.name, size=file.size, digest=digest, verified=verify)
@@ -393,21 +443,43 @@ def clean_stale(dest: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="leviathan-fetch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="leviathan-fetch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--repo", required=True)
-    parser.add_argument("--include", action="append", required=True, help="glob of repo paths (repeatable)")
+    parser.add_argument(
+        "--include", action="append", required=True, help="glob of repo paths (repeatable)"
+    )
     parser.add_argument("--dest", required=True, type=Path)
     parser.add_argument("--revision", default="main")
     parser.add_argument("--config-repo")
     parser.add_argument("--config-dest", type=Path)
-    parser.add_argument("--config-include", action="append", help="config/tokenizer files (default: what KTransformers needs)")
+    parser.add_argument(
+        "--config-include",
+        action="append",
+        help="config/tokenizer files (default: what KTransformers needs)",
+    )
     parser.add_argument("--config-revision", default="main")
     parser.add_argument("--parallel", type=int, default=3)
     parser.add_argument("--transfer", choices=("http", "xet"), default="http")
-    parser.add_argument("--retry-for", type=float, default=1800.0, help="seconds of network outage to ride out")
-    parser.add_argument("--no-hash", action="store_true", help="(benchmarks) skip hashing during download")
-    parser.add_argument("--verify-only", action="store_true", help="hash every file again, in parallel, and check GGUF headers")
-    parser.add_argument("--check", action="store_true", help="change nothing: are all files present with size and recorded hash?")
+    parser.add_argument(
+        "--retry-for", type=float, default=1800.0, help="seconds of network outage to ride out"
+    )
+    parser.add_argument(
+        "--no-hash", action="store_true", help="(benchmarks) skip hashing during download"
+    )
+    parser.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="hash every file again, in parallel, and check GGUF headers",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: are all files present with size and recorded hash?",
+    )
     args = parser.parse_args(argv)
     if args.dest.name.endswith(".gguf"):
         return result("failed", f"{args.dest}: the GGUF directory's name must not end in .gguf")
@@ -419,9 +491,18 @@ def main(argv: list[str] | None = None) -> int:
         files = plan_repo(args.repo, args.revision, args.include, args.dest, flatten=True)
         if not files:
             quants = ", ".join(sorted(folders_with_sizes(args.repo, args.revision))) or "none"
-            return result("failed", f"nothing in {args.repo} matches {' '.join(args.include)}; folders that exist: {quants}")
+            return result(
+                "failed",
+                f"nothing in {args.repo} matches {' '.join(args.include)}; folders that exist: {quants}",
+            )
         if args.config_repo:
-            config_files = plan_repo(args.config_repo, args.config_revision, args.config_include or DEFAULT_CONFIG_INCLUDE, args.config_dest, flatten=True)
+            config_files = plan_repo(
+                args.config_repo,
+                args.config_revision,
+                args.config_include or DEFAULT_CONFIG_INCLUDE,
+                args.config_dest,
+                flatten=True,
+            )
             if not any(f.path == "config.json" for f in config_files):
                 return result("failed", f"{args.config_repo} has no config.json")
             files += config_files
@@ -431,19 +512,34 @@ def main(argv: list[str] | None = None) -> int:
         return result("failed", f"cannot list the Hub: {type(err).__name__}: {err}")
 
     total = sum(f.size for f in files)
-    emit("plan", files=[{"name": f.name, "path": f.path, "repo": f.repo, "size": f.size, "sha256": f.sha256} for f in files], total=total)
+    emit(
+        "plan",
+        files=[
+            {"name": f.name, "path": f.path, "repo": f.repo, "size": f.size, "sha256": f.sha256}
+            for f in files
+        ],
+        total=total,
+    )
 
     if args.check:
         missing = [f.name for f in files if not is_complete(f)]
         if missing:
-            return result("refused", f"{len(missing)} file(s) not complete: {', '.join(missing[:5])}", missing=missing)
+            return result(
+                "refused",
+                f"{len(missing)} file(s) not complete: {', '.join(missing[:5])}",
+                missing=missing,
+            )
         return result("done", files=len(files), total=total)
 
     if args.verify_only:
         milestone(f"VERIFYING {len(files)} files")
         bad = verify_files(files, args.parallel)
         if bad:
-            return result("failed", f"verification failed: {', '.join(sorted(set(bad)))}", bad=sorted(set(bad)))
+            return result(
+                "failed",
+                f"verification failed: {', '.join(sorted(set(bad)))}",
+                bad=sorted(set(bad)),
+            )
         return result("done", files=len(files), total=total, verified=True)
 
     for folder in {f.dest.parent for f in files}:
@@ -454,10 +550,21 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         if f not in todo:
             emit("file_done", file=f.name, size=f.size, skipped=True, verified=True)
-    free = shutil.disk_usage(args.dest if args.dest.exists() else args.dest.parent).free if (args.dest.exists() or args.dest.parent.exists()) else None
-    needed = sum(f.size - (_partial_path(f).stat().st_size if _partial_path(f).exists() else 0) for f in todo)
+    free = (
+        shutil.disk_usage(args.dest if args.dest.exists() else args.dest.parent).free
+        if (args.dest.exists() or args.dest.parent.exists())
+        else None
+    )
+    needed = sum(
+        f.size - (_partial_path(f).stat().st_size if _partial_path(f).exists() else 0) for f in todo
+    )
     if free is not None and needed > free:
-        return result("refused", f"not enough space: {needed} bytes still to download, {free} free ({needed - free} short)", needed=needed, free=free)
+        return result(
+            "refused",
+            f"not enough space: {needed} bytes still to download, {free} free ({needed - free} short)",
+            needed=needed,
+            free=free,
+        )
     milestone(f"DOWNLOADING {len(todo)} of {len(files)} files ({needed / 1e9:.1f} GB to go)")
 
     reporter = Reporter()

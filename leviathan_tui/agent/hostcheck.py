@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leviathan-hostcheck", description=__doc__)
     parser.add_argument("--path", required=True)
     parser.add_argument("--marker", required=True)
-    parser.add_argument("--write", metavar="TOKEN", help="write TOKEN into the marker (run in the privileged pod)")
+    parser.add_argument(
+        "--write", metavar="TOKEN", help="write TOKEN into the marker (run in the privileged pod)"
+    )
     args = parser.parse_args(argv)
     if args.write:
         marker = os.path.join(args.path, args.marker)
@@ -35,11 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         with open(marker, encoding="utf-8") as handle:
             content = handle.read().strip()
     except OSError as err:
-        return result("refused", f"marker {marker} not visible from an unprivileged pod: {err.strerror}")
+        return result(
+            "refused", f"marker {marker} not visible from an unprivileged pod: {err.strerror}"
+        )
     proc = subprocess.run(["stat", "-f", "-c", "%T", args.path], capture_output=True, text=True)
     fstype = proc.stdout.strip()
     if fstype != "xfs":
-        return result("refused", f"{args.path} is {fstype or 'unknown'} here, not xfs: the disk mount did not reach the node", fstype=fstype)
+        return result(
+            "refused",
+            f"{args.path} is {fstype or 'unknown'} here, not xfs: the disk mount did not reach the node",
+            fstype=fstype,
+        )
     milestone(f"HOST SEES the disk: {fstype}, marker {content}")
     return result("done", marker=content, fstype=fstype)
 

@@ -134,7 +134,12 @@ def parse_lsblk(payload: str | dict[str, Any]) -> list[BlockDevice]:
 def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> Assessment:
     """`mountpoint`: where Leviathan mounts its disk; our own disk mounted exactly there is fine."""
     if device.type not in FORMATTABLE_TYPES:
-        return Assessment(False, f"type {device.type or 'unknown'} cannot be formatted (only whole disks)", False, "")
+        return Assessment(
+            False,
+            f"type {device.type or 'unknown'} cannot be formatted (only whole disks)",
+            False,
+            "",
+        )
     if device.size <= 0:
         return Assessment(False, "empty device (size 0)", False, "")
     system = sorted(
@@ -147,7 +152,9 @@ def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> As
     ours = device.fstype == "xfs" and device.label == label and not device.children
     if mounts:
         if ours and mountpoint and set(mounts) == {mountpoint}:
-            return Assessment(True, "", True, "")  # resume: already formatted and mounted by Leviathan
+            return Assessment(
+                True, "", True, ""
+            )  # resume: already formatted and mounted by Leviathan
         return Assessment(False, f"mounted at {', '.join(mounts)}", False, "")
     if ours:
         return Assessment(True, "", True, "")
@@ -156,7 +163,8 @@ def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> As
         foreign = device.fstype + (f" label {device.label!r}" if device.label else "")
     elif device.children:
         parts = ", ".join(
-            f"{c.name} ({c.fstype or 'no filesystem'}{' ' + repr(c.label) if c.label else ''})" for c in device.children
+            f"{c.name} ({c.fstype or 'no filesystem'}{' ' + repr(c.label) if c.label else ''})"
+            for c in device.children
         )
         foreign = f"{device.pttype or 'a'} partition table: {parts}"
     elif device.pttype:
@@ -186,7 +194,9 @@ def run_lsblk(device: str | None = None) -> dict[str, Any]:
 def blkid_probe(path: str) -> dict[str, str]:
     """`blkid -p` reads the superblock itself: right even where udev never ran (empty lsblk FSTYPE)."""
     try:
-        proc = subprocess.run(["blkid", "-p", "-o", "export", path], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["blkid", "-p", "-o", "export", path], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     info: dict[str, str] = {}

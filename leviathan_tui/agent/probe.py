@@ -15,9 +15,16 @@ from leviathan_tui.agent.lsblk import assess, enrich, parse_lsblk, run_lsblk
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leviathan-probe", description=__doc__)
-    parser.add_argument("--label", default="leviathan", help="the XFS label Leviathan gives its disks")
-    parser.add_argument("--mountpoint", help="where Leviathan mounts its disk (our disk mounted there is not 'in use')")
-    parser.add_argument("--no-blkid", action="store_true", help="trust lsblk's FSTYPE/LABEL (no superblock probe)")
+    parser.add_argument(
+        "--label", default="leviathan", help="the XFS label Leviathan gives its disks"
+    )
+    parser.add_argument(
+        "--mountpoint",
+        help="where Leviathan mounts its disk (our disk mounted there is not 'in use')",
+    )
+    parser.add_argument(
+        "--no-blkid", action="store_true", help="trust lsblk's FSTYPE/LABEL (no superblock probe)"
+    )
     args = parser.parse_args(argv)
     milestone("PROBING block devices")
     try:

@@ -35,7 +35,9 @@ def real_backends(config: Any, on_retry: Any = None) -> Backends:
     )
 
 
-def dry_backends(config: Any, machine: dict[str, Any] | None = None, speed: float = 1.0) -> Backends:
+def dry_backends(
+    config: Any, machine: dict[str, Any] | None = None, speed: float = 1.0
+) -> Backends:
     from leviathan_tui.backends.dry import DryHttp, DryHub, DryKube, DryRegistry, DrySshConnector
 
     actions: list[str] = []

@@ -27,11 +27,15 @@ DRY_NODE_IP = "192.168.3.20"  # shown, never contacted
 
 
 def default_machine() -> dict[str, Any]:
-    return json.loads((files("leviathan_tui") / "data" / "dry-run-machine.json").read_text(encoding="utf-8"))
+    return json.loads(
+        (files("leviathan_tui") / "data" / "dry-run-machine.json").read_text(encoding="utf-8")
+    )
 
 
 def hub_listing() -> dict[str, Any]:
-    return json.loads((files("leviathan_tui") / "data" / "dry-run-hub-listing.json").read_text(encoding="utf-8"))
+    return json.loads(
+        (files("leviathan_tui") / "data" / "dry-run-hub-listing.json").read_text(encoding="utf-8")
+    )
 
 
 def _line(event: str, **fields: Any) -> str:
@@ -39,7 +43,9 @@ def _line(event: str, **fields: Any) -> str:
 
 
 class DryKube:
-    def __init__(self, config: Config, actions: list[str], machine: dict[str, Any] | None, speed: float) -> None:
+    def __init__(
+        self, config: Config, actions: list[str], machine: dict[str, Any] | None, speed: float
+    ) -> None:
         self.config = config
         self.actions = actions
         self.machine = machine or default_machine()
@@ -59,8 +65,16 @@ class DryKube:
 
     def get_node(self, name: str) -> NodeInfo | None:
         return NodeInfo(
-            name, True, {"kubernetes.io/hostname": name}, 64.0, 768 * 2**30, 1, "Talos (v1.9.5)", "v1.32.3",
-            DRY_NODE_IP, {"Ready": "True"},
+            name,
+            True,
+            {"kubernetes.io/hostname": name},
+            64.0,
+            768 * 2**30,
+            1,
+            "Talos (v1.9.5)",
+            "v1.32.3",
+            DRY_NODE_IP,
+            {"Ready": "True"},
         )
 
     def list_nodes(self) -> list[NodeInfo]:
@@ -68,14 +82,18 @@ class DryKube:
         return [node] if node else []
 
     def ensure_namespace(self, manifest: dict[str, Any]) -> str:
-        self._do(f"would create namespace {manifest['metadata']['name']} (pod-security: privileged)")
+        self._do(
+            f"would create namespace {manifest['metadata']['name']} (pod-security: privileged)"
+        )
         return f"dry-run: namespace {manifest['metadata']['name']} would be created with pod-security.kubernetes.io/enforce=privileged"
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
         return {"pod-security.kubernetes.io/enforce": "privileged"}
 
     def put_configmap(self, manifest: dict[str, Any]) -> None:
-        self._do(f"would apply ConfigMap {manifest['metadata']['name']} ({len(manifest['data'])} agent files)")
+        self._do(
+            f"would apply ConfigMap {manifest['metadata']['name']} ({len(manifest['data'])} agent files)"
+        )
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return None
@@ -95,10 +113,22 @@ class DryKube:
         if name not in self.pods:
             return PodStatus(name, "Missing")
         if name in self.finished:
-            return PodStatus(name, "Succeeded" if self.finished[name] == 0 else "Failed", exit_code=self.finished[name])
+            return PodStatus(
+                name,
+                "Succeeded" if self.finished[name] == 0 else "Failed",
+                exit_code=self.finished[name],
+            )
         return PodStatus(name, "Running")
 
-    def follow_logs(self, namespace: str, name: str, *, container: str | None = None, previous: bool = False, follow: bool = True) -> Iterator[str]:
+    def follow_logs(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        previous: bool = False,
+        follow: bool = True,
+    ) -> Iterator[str]:
         if name not in self.logs:
             return iter(())
         return self.logs[name]()
@@ -106,24 +136,48 @@ class DryKube:
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         if name.startswith(self.config.deploy.name):
             elapsed = (time.monotonic() - self.engine_started) * self.speed
-            events = [("Normal", "Scheduled", f"Successfully assigned to {self.config.cluster.node_name}")]
+            events = [
+                ("Normal", "Scheduled", f"Successfully assigned to {self.config.cluster.node_name}")
+            ]
             if elapsed > 0.5:
                 events.append(("Normal", "Pulling", f"Pulling image {self.config.image_ref}"))
             if elapsed > 1.5:
-                events.append(("Normal", "Pulled", "Successfully pulled image in 41.2s (41.2s including waiting)"))
+                events.append(
+                    (
+                        "Normal",
+                        "Pulled",
+                        "Successfully pulled image in 41.2s (41.2s including waiting)",
+                    )
+                )
                 events.append(("Normal", "Started", "Started container engine"))
             return [{"type": t, "reason": r, "message": m} for t, r, m in events]
-        return [{"type": "Normal", "reason": "Scheduled", "message": f"Successfully assigned to {self.config.cluster.node_name}"}]
+        return [
+            {
+                "type": "Normal",
+                "reason": "Scheduled",
+                "message": f"Successfully assigned to {self.config.cluster.node_name}",
+            }
+        ]
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         elapsed = (time.monotonic() - self.engine_started) * self.speed
         phase = "Running" if elapsed > 2.0 else "Pending"
         waiting = {} if phase == "Running" else {"waiting": {"reason": "ContainerCreating"}}
-        return [{
-            "metadata": {"name": f"{self.config.deploy.name}-7d9f8c6b5-x2k4q", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"nodeName": self.config.cluster.node_name},
-            "status": {"phase": phase, "containerStatuses": [{"ready": False, "restartCount": 0, "state": waiting or {"running": {}}}]},
-        }]
+        return [
+            {
+                "metadata": {
+                    "name": f"{self.config.deploy.name}-7d9f8c6b5-x2k4q",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                },
+                "spec": {"nodeName": self.config.cluster.node_name},
+                "status": {
+                    "phase": phase,
+                    "containerStatuses": [
+                        {"ready": False, "restartCount": 0, "state": waiting or {"running": {}}}
+                    ],
+                },
+            }
+        ]
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self._do(f"would server-side apply {manifest['kind']} {manifest['metadata']['name']}")
@@ -146,7 +200,12 @@ class DryKube:
     def _simulate(self, pod: str, command: list[str]) -> Iterator[str]:
         module = command[2].rsplit(".", 1)[-1]
         args = command[3:]
-        handler = {"probe": self._probe, "disk": self._disk, "hostcheck": self._hostcheck, "fetch": self._fetch}[module]
+        handler = {
+            "probe": self._probe,
+            "disk": self._disk,
+            "hostcheck": self._hostcheck,
+            "fetch": self._fetch,
+        }[module]
         code = 0
         for line in handler(args):
             if line.startswith('{"event": "result"'):
@@ -161,8 +220,17 @@ class DryKube:
         self._sleep(0.4)
         for dev in self.devices:
             verdict = assess(dev, label)
-            yield _line("device", path=dev.path, size=dev.size, model=dev.model, serial=dev.serial,
-                        selectable=verdict.selectable, reason=verdict.reason, ours=verdict.ours, foreign=verdict.foreign)
+            yield _line(
+                "device",
+                path=dev.path,
+                size=dev.size,
+                model=dev.model,
+                serial=dev.serial,
+                selectable=verdict.selectable,
+                reason=verdict.reason,
+                ours=verdict.ours,
+                foreign=verdict.foreign,
+            )
         yield _line("result", status="done", reason="", devices=[d.to_json() for d in self.devices])
 
     def _find(self, path: str) -> BlockDevice | None:
@@ -177,12 +245,18 @@ class DryKube:
         opts = parser.parse_args(args)
         dev = self._find(opts.device)
         if opts.check:
-            yield _line("result", status="refused", reason="dry-run: nothing is mounted in the simulated world")
+            yield _line(
+                "result",
+                status="refused",
+                reason="dry-run: nothing is mounted in the simulated world",
+            )
             return
         yield f">> CHECKING {opts.device}"
         self._sleep(0.3)
         if dev is None:
-            yield _line("result", status="refused", reason=f"{opts.device} does not exist on this node")
+            yield _line(
+                "result", status="refused", reason=f"{opts.device} does not exist on this node"
+            )
             return
         if dev.serial != opts.serial or str(dev.size) != opts.size:
             yield _line("result", status="refused", reason=f"serial/size mismatch on {opts.device}")
@@ -192,19 +266,35 @@ class DryKube:
             yield _line("result", status="refused", reason=f"{opts.device}: {verdict.reason}")
             return
         if verdict.foreign and not opts.allow_foreign_fs:
-            yield _line("result", status="refused", reason=f"{opts.device} carries {verdict.foreign}")
+            yield _line(
+                "result", status="refused", reason=f"{opts.device} carries {verdict.foreign}"
+            )
             return
         if not verdict.ours:
             yield f">> FORMATTING {opts.device} as XFS (label {opts.label})..."
-            self._do(f"would run mkfs.xfs -L {opts.label}{' -f' if verdict.foreign else ''} {opts.device}")
+            self._do(
+                f"would run mkfs.xfs -L {opts.label}{' -f' if verdict.foreign else ''} {opts.device}"
+            )
             self._sleep(1.0)
             yield _line("format", device=opts.device, formatted=True)
         yield f">> MOUNTING {opts.device} to {opts.mountpoint}..."
-        self._do(f"would mount {opts.device} at {opts.mountpoint} (host {self.config.storage.host_mount})")
+        self._do(
+            f"would mount {opts.device} at {opts.mountpoint} (host {self.config.storage.host_mount})"
+        )
         self._sleep(0.4)
         free = int(dev.size * 0.99)
-        yield _line("result", status="done", reason="", device=opts.device, serial=dev.serial, size=dev.size,
-                    by_id=[f"nvme-{dev.model}_{dev.serial}"], formatted=not verdict.ours, free_bytes=free, fs_bytes=free)
+        yield _line(
+            "result",
+            status="done",
+            reason="",
+            device=opts.device,
+            serial=dev.serial,
+            size=dev.size,
+            by_id=[f"nvme-{dev.model}_{dev.serial}"],
+            formatted=not verdict.ours,
+            free_bytes=free,
+            fs_bytes=free,
+        )
 
     def _hostcheck(self, args: list[str]) -> Iterator[str]:
         self._sleep(0.3)
@@ -216,7 +306,11 @@ class DryKube:
 
     def _fetch(self, args: list[str]) -> Iterator[str]:
         if "--check" in args:
-            yield _line("result", status="refused", reason="dry-run: nothing was downloaded in the simulated world")
+            yield _line(
+                "result",
+                status="refused",
+                reason="dry-run: nothing was downloaded in the simulated world",
+            )
             return
         if "--verify-only" in args:
             listing = hub_listing()
@@ -227,11 +321,16 @@ class DryKube:
             yield _line("result", status="done", reason="", verified=True)
             return
         listing = hub_listing()
-        entries = [(f["path"].rsplit("/", 1)[-1], f["size"]) for f in listing["files"] + listing["config_files"]]
+        entries = [
+            (f["path"].rsplit("/", 1)[-1], f["size"])
+            for f in listing["files"] + listing["config_files"]
+        ]
         total = sum(size for _, size in entries)
         yield _line("plan", files=[{"name": n, "size": s} for n, s in entries], total=total)
         yield f">> DOWNLOADING {len(entries)} files ({total / 1e9:.1f} GB to go)"
-        self._do(f"would download {len(entries)} files ({total / 1e9:.1f} GB) into {self.config.gguf_dir} and {self.config.config_dir}")
+        self._do(
+            f"would download {len(entries)} files ({total / 1e9:.1f} GB) into {self.config.gguf_dir} and {self.config.config_dir}"
+        )
         steps = 20
         shards = [e for e in entries if e[0].endswith(".gguf")]
         small = [e for e in entries if not e[0].endswith(".gguf")]
@@ -245,7 +344,9 @@ class DryKube:
                     yield _line("progress", file=name, done=size * i // steps, total=size)
             for name, size in group:
                 yield _line("file_done", file=name, size=size, verified=True)
-        yield _line("result", status="done", reason="", files=len(entries), total=total, verified=True)
+        yield _line(
+            "result", status="done", reason="", files=len(entries), total=total, verified=True
+        )
 
 
 class DryHub:
@@ -255,12 +356,23 @@ class DryHub:
 
     def plan(self) -> DownloadPlan:
         listing = hub_listing()
-        gguf = [PlanFile(listing["repo"], f["path"], f["size"], f["sha256"]) for f in listing["files"]]
-        config = [PlanFile(listing["config_repo"], f["path"], f["size"], f["sha256"]) for f in listing["config_files"]]
-        self.actions.append(f"would list {self.config.model.repo} and {self.config.model.config_repo} on the Hub")
+        gguf = [
+            PlanFile(listing["repo"], f["path"], f["size"], f["sha256"]) for f in listing["files"]
+        ]
+        config = [
+            PlanFile(listing["config_repo"], f["path"], f["size"], f["sha256"])
+            for f in listing["config_files"]
+        ]
+        self.actions.append(
+            f"would list {self.config.model.repo} and {self.config.model.config_repo} on the Hub"
+        )
         return DownloadPlan(
-            "DeepSeek-V3-Q4_K_M", gguf, config, dict(listing["quants"]),
-            source=f"offline listing captured {listing['captured']}", exact=bool(listing.get("exact")),
+            "DeepSeek-V3-Q4_K_M",
+            gguf,
+            config,
+            dict(listing["quants"]),
+            source=f"offline listing captured {listing['captured']}",
+            exact=bool(listing.get("exact")),
         )
 
     def head_bytes(self, path: str, nbytes: int) -> bytes:
@@ -303,11 +415,15 @@ class DrySession:
         "[ 48%] Building CUDA object csrc/balance_serve/CMakeFiles/sched_ext.dir/sched.cu.o",
         "[ 87%] Linking CXX shared module cpuinfer_ext.cpython-311-x86_64-linux-gnu.so",
         "Successfully installed ktransformers-0.4.1",
-        "STEP 9/9: ENTRYPOINT [\"python3\", \"-m\", \"ktransformers.server.main\"]",
+        'STEP 9/9: ENTRYPOINT ["python3", "-m", "ktransformers.server.main"]',
         "COMMIT {image}",
         "Successfully tagged {image}",
     ]
-    PUSH_LOG = ["Getting image source signatures", "Copying blob sha256:4f4fb700ef54 done", "Writing manifest to image destination"]
+    PUSH_LOG = [
+        "Getting image source signatures",
+        "Copying blob sha256:4f4fb700ef54 done",
+        "Writing manifest to image destination",
+    ]
 
     def __init__(self, config: Config, actions: list[str], speed: float) -> None:
         self.config = config
@@ -339,11 +455,16 @@ class DrySession:
             body = data.decode()
             inner = re.search(r"\( (.*) \) >", body)
             if inner:
-                self.actions.append(f"would run detached on {self.config.ssh.host}: {inner.group(1)}")
+                self.actions.append(
+                    f"would run detached on {self.config.ssh.host}: {inner.group(1)}"
+                )
 
     def _log(self, job: str) -> list[str]:
         template = self.BUILD_LOG if job == "build" else self.PUSH_LOG
-        return [t.format(base=self.config.build.base_image, image=self.config.image_ref) for t in template]
+        return [
+            t.format(base=self.config.build.base_image, image=self.config.image_ref)
+            for t in template
+        ]
 
     def _lines(self, job: str) -> int:
         elapsed = (time.monotonic() - self.jobs[job]) * self.speed
@@ -370,7 +491,12 @@ class DrySshConnector:
     def describe(self) -> str:
         return f"{self.config.ssh.host} (simulated)"
 
-    def connect(self, ask_host_key: Callable[[str, str, str], bool], ask_secret: Callable[[str], str], host: str | None = None) -> DrySession:
+    def connect(
+        self,
+        ask_host_key: Callable[[str, str, str], bool],
+        ask_secret: Callable[[str], str],
+        host: str | None = None,
+    ) -> DrySession:
         if self.session is None:
             ask_host_key(self.config.ssh.host, "ssh-ed25519", DRY_FINGERPRINT)
             self.actions.append(f"would connect to {self.config.ssh.host} over SSH")
@@ -394,7 +520,12 @@ class DryHttp:
         if (time.monotonic() - self.first) * self.speed < 3.0:
             return HttpResult(0, b"", "connection refused")
         if url.endswith("/v1/models"):
-            return HttpResult(200, json.dumps([{"id": self.config.deploy.model_name, "name": self.config.deploy.model_name}]).encode())
+            return HttpResult(
+                200,
+                json.dumps(
+                    [{"id": self.config.deploy.model_name, "name": self.config.deploy.model_name}]
+                ).encode(),
+            )
         return HttpResult(200, b"{}")
 
     def chat(self, base: str, model: str, timeout_s: float) -> tuple[str, float, float]:

@@ -23,7 +23,9 @@ class HttpResult:
 
 
 class HttpBackend:
-    def request(self, method: str, url: str, payload: Any = None, timeout: float = 10.0) -> HttpResult:
+    def request(
+        self, method: str, url: str, payload: Any = None, timeout: float = 10.0
+    ) -> HttpResult:
         data = None if payload is None else json.dumps(payload).encode()
         headers = {"Accept": "application/json"}
         if data is not None:
@@ -42,7 +44,9 @@ class HttpBackend:
             if isinstance(reason, ConnectionRefusedError):
                 return HttpResult(0, b"", "connection refused", time.monotonic() - start)
             if isinstance(reason, TimeoutError | socket.timeout):
-                return HttpResult(0, b"", f"no answer within {timeout:.0f} s", time.monotonic() - start)
+                return HttpResult(
+                    0, b"", f"no answer within {timeout:.0f} s", time.monotonic() - start
+                )
             return HttpResult(0, b"", str(reason), time.monotonic() - start)
         except (ConnectionError, OSError) as err:
             return HttpResult(0, b"", f"{type(err).__name__}: {err}", time.monotonic() - start)

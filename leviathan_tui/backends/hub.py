@@ -48,7 +48,11 @@ def quant_of(folder: str) -> str:
     parts = folder.split("-")
     for i in range(len(parts)):
         candidate = "-".join(parts[i:])
-        if candidate[:1] in ("Q", "I", "F", "B") and "_" in candidate or candidate in ("F16", "BF16", "F32"):
+        if (
+            candidate[:1] in ("Q", "I", "F", "B")
+            and "_" in candidate
+            or candidate in ("F16", "BF16", "F32")
+        ):
             return candidate
     return folder
 
@@ -81,16 +85,35 @@ class HubBackend:
             folder = folder_for(m.quant, folders)
             quants = {quant_of(f): size for f, size in folders.items()}
             if folder is None:
-                listing = ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items())) or "none"
-                raise StepError(f"quant {m.quant} not found in {m.repo}; quants that exist: {listing}", "set model.quant to one of them")
+                listing = (
+                    ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items()))
+                    or "none"
+                )
+                raise StepError(
+                    f"quant {m.quant} not found in {m.repo}; quants that exist: {listing}",
+                    "set model.quant to one of them",
+                )
             gguf = plan_repo(m.repo, m.revision, [f"{folder}/*.gguf"], Path("."), True, m.endpoint)
-            config = plan_repo(m.config_repo, m.config_revision, list(m.config_files) or DEFAULT_CONFIG_INCLUDE, Path("."), True, m.endpoint)
+            config = plan_repo(
+                m.config_repo,
+                m.config_revision,
+                list(m.config_files) or DEFAULT_CONFIG_INCLUDE,
+                Path("."),
+                True,
+                m.endpoint,
+            )
         except FetchError as err:
-            raise StepError(str(err), "check model.repo / model.config_repo / model.revision, and HF_TOKEN for gated repos") from None
+            raise StepError(
+                str(err),
+                "check model.repo / model.config_repo / model.revision, and HF_TOKEN for gated repos",
+            ) from None
         except StepError:
             raise
         except Exception as err:
-            raise StepError(f"cannot reach the Hub ({m.endpoint or 'huggingface.co'}): {type(err).__name__}: {err}", "check the network, or set model.endpoint") from None
+            raise StepError(
+                f"cannot reach the Hub ({m.endpoint or 'huggingface.co'}): {type(err).__name__}: {err}",
+                "check the network, or set model.endpoint",
+            ) from None
         return DownloadPlan(
             folder,
             [PlanFile(f.repo, f.path, f.size, f.sha256) for f in gguf],

@@ -61,8 +61,22 @@ def parse_quantity(value: str | int | float | None) -> float:
         return float(value)
     text = str(value).strip()
     suffixes = {
-        "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-        "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "Pi": 2**50,
+        "Ei": 2**60,
+        "n": 1e-9,
+        "u": 1e-6,
+        "m": 1e-3,
+        "k": 1e3,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
     }
     for suffix in sorted(suffixes, key=len, reverse=True):
         if text.endswith(suffix):
@@ -92,7 +106,11 @@ def node_from_json(raw: dict[str, Any]) -> NodeInfo:
 
 def pod_status_from_json(raw: dict[str, Any]) -> PodStatus:
     status = raw.get("status") or {}
-    result = PodStatus(raw["metadata"]["name"], status.get("phase", "Unknown"), node=(raw.get("spec") or {}).get("nodeName", ""))
+    result = PodStatus(
+        raw["metadata"]["name"],
+        status.get("phase", "Unknown"),
+        node=(raw.get("spec") or {}).get("nodeName", ""),
+    )
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     sched = conditions.get("PodScheduled")
     if sched and sched.get("status") == "False":
@@ -136,7 +154,9 @@ def _status_message(err: Any) -> str:
 class KubeBackend:
     """Real cluster access. The client is imported on first use (it is slow to import)."""
 
-    def __init__(self, cluster: ClusterConfig, on_retry: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, cluster: ClusterConfig, on_retry: Callable[[str], None] | None = None
+    ) -> None:
         self.cluster = cluster
         self.on_retry = on_retry or (lambda _msg: None)
         self._api: Any = None
@@ -153,7 +173,9 @@ class KubeBackend:
         from kubernetes.config.config_exception import ConfigException
 
         try:
-            kconfig.load_kube_config(config_file=self.cluster.kubeconfig, context=self.cluster.context)
+            kconfig.load_kube_config(
+                config_file=self.cluster.kubeconfig, context=self.cluster.context
+            )
         except (ConfigException, OSError, TypeError) as err:
             raise KubeError(
                 f"cannot load the kubeconfig: {err}",
@@ -164,7 +186,15 @@ class KubeBackend:
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
 
-    def _call(self, verb: str, resource: str, fn: Callable[[], Any], *, namespace: str = "", allow_404: bool = False) -> Any:
+    def _call(
+        self,
+        verb: str,
+        resource: str,
+        fn: Callable[[], Any],
+        *,
+        namespace: str = "",
+        allow_404: bool = False,
+    ) -> Any:
         from kubernetes.client.exceptions import ApiException
         from tenacity import (
             RetryError,
@@ -178,7 +208,9 @@ class KubeBackend:
 
         def before_sleep(retry_state: Any) -> None:
             err = retry_state.outcome.exception()
-            self.on_retry(f"API {verb} {resource}: {_describe(err)}; retry {retry_state.attempt_number}/{self.cluster.api_retries}")
+            self.on_retry(
+                f"API {verb} {resource}: {_describe(err)}; retry {retry_state.attempt_number}/{self.cluster.api_retries}"
+            )
 
         try:
             for attempt in Retrying(
@@ -197,7 +229,9 @@ class KubeBackend:
         except RetryError as err:  # pragma: no cover - reraise=True makes this rare
             raise KubeError(f"API {verb} {resource}: {err}") from None
         except Exception as err:
-            if type(err).__name__ == "ValidationError" and type(err).__module__.startswith("pydantic"):
+            if type(err).__name__ == "ValidationError" and type(err).__module__.startswith(
+                "pydantic"
+            ):
                 raise KubeError(
                     f"the Kubernetes client refused the {resource} before sending it: {str(err).splitlines()[0:3]}",
                     "the manifest has a field this client version does not know; `leviathan render` shows it",
@@ -219,12 +253,26 @@ class KubeBackend:
                 403,
             )
         if err.status == 401:
-            return KubeError(f"unauthorized: {msg}", "your kubeconfig's credentials expired or are wrong; refresh them (talosctl kubeconfig)", 401)
+            return KubeError(
+                f"unauthorized: {msg}",
+                "your kubeconfig's credentials expired or are wrong; refresh them (talosctl kubeconfig)",
+                401,
+            )
         if err.status == 422:
-            return KubeError(f"the API refused the {resource}: {msg}", "this manifest is invalid for your cluster's version; `leviathan render` shows it", 422)
+            return KubeError(
+                f"the API refused the {resource}: {msg}",
+                "this manifest is invalid for your cluster's version; `leviathan render` shows it",
+                422,
+            )
         if (err.status or 0) >= 500 or err.status == 429:
-            return KubeError(f"the API kept failing {verb} {resource} ({err.status}): {msg}", "the API server is overloaded or down; retry later", err.status)
-        return KubeError(f"{verb} {resource}{where} failed ({err.status}): {msg}", "", err.status or 0)
+            return KubeError(
+                f"the API kept failing {verb} {resource} ({err.status}): {msg}",
+                "the API server is overloaded or down; retry later",
+                err.status,
+            )
+        return KubeError(
+            f"{verb} {resource}{where} failed ({err.status}): {msg}", "", err.status or 0
+        )
 
     @staticmethod
     def _json(response: Any) -> Any:
@@ -234,11 +282,18 @@ class KubeBackend:
     # --- nodes ------------------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
-        raw = self._json(self._call("list", "nodes", lambda: self._core.list_node(_preload_content=False)))
+        raw = self._json(
+            self._call("list", "nodes", lambda: self._core.list_node(_preload_content=False))
+        )
         return [node_from_json(item) for item in raw.get("items", [])]
 
     def get_node(self, name: str) -> NodeInfo | None:
-        raw = self._call("get", "nodes", lambda: self._core.read_node(name, _preload_content=False), allow_404=True)
+        raw = self._call(
+            "get",
+            "nodes",
+            lambda: self._core.read_node(name, _preload_content=False),
+            allow_404=True,
+        )
         return None if raw is None else node_from_json(self._json(raw))
 
     # --- namespaces -------------------------------------------------------------------------
@@ -246,35 +301,83 @@ class KubeBackend:
     def ensure_namespace(self, manifest: dict[str, Any]) -> str:
         """Create the namespace, or add the privileged PSA label to an existing one. Says which."""
         name = manifest["metadata"]["name"]
-        raw = self._call("get", "namespaces", lambda: self._core.read_namespace(name, _preload_content=False), allow_404=True)
+        raw = self._call(
+            "get",
+            "namespaces",
+            lambda: self._core.read_namespace(name, _preload_content=False),
+            allow_404=True,
+        )
         if raw is None:
-            self._call("create", "namespaces", lambda: self._core.create_namespace(manifest, _preload_content=False))
+            self._call(
+                "create",
+                "namespaces",
+                lambda: self._core.create_namespace(manifest, _preload_content=False),
+            )
             return f"created namespace {name} with {PSA_LABEL}=privileged"
         current = self._json(raw)
         labels = (current.get("metadata") or {}).get("labels") or {}
         if labels.get(PSA_LABEL) == "privileged":
             return f"namespace {name} exists with {PSA_LABEL}=privileged"
         patch = {"metadata": {"labels": manifest["metadata"]["labels"]}}
-        self._call("patch", "namespaces", lambda: self._core.patch_namespace(name, patch, _preload_content=False))
+        self._call(
+            "patch",
+            "namespaces",
+            lambda: self._core.patch_namespace(name, patch, _preload_content=False),
+        )
         was = labels.get(PSA_LABEL, "unset (Talos default: baseline)")
         return f"namespace {name} existed with {PSA_LABEL}={was}; added {PSA_LABEL}=privileged (needed for the privileged storage pod)"
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
-        raw = self._call("get", "namespaces", lambda: self._core.read_namespace(name, _preload_content=False), allow_404=True)
-        return None if raw is None else dict((self._json(raw).get("metadata") or {}).get("labels") or {})
+        raw = self._call(
+            "get",
+            "namespaces",
+            lambda: self._core.read_namespace(name, _preload_content=False),
+            allow_404=True,
+        )
+        return (
+            None
+            if raw is None
+            else dict((self._json(raw).get("metadata") or {}).get("labels") or {})
+        )
 
     # --- config maps and pods ---------------------------------------------------------------
 
     def put_configmap(self, manifest: dict[str, Any]) -> None:
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        existing = self._call("get", "configmaps", lambda: self._core.read_namespaced_config_map(name, ns, _preload_content=False), namespace=ns, allow_404=True)
+        existing = self._call(
+            "get",
+            "configmaps",
+            lambda: self._core.read_namespaced_config_map(name, ns, _preload_content=False),
+            namespace=ns,
+            allow_404=True,
+        )
         if existing is None:
-            self._call("create", "configmaps", lambda: self._core.create_namespaced_config_map(ns, manifest, _preload_content=False), namespace=ns)
+            self._call(
+                "create",
+                "configmaps",
+                lambda: self._core.create_namespaced_config_map(
+                    ns, manifest, _preload_content=False
+                ),
+                namespace=ns,
+            )
         else:
-            self._call("update", "configmaps", lambda: self._core.replace_namespaced_config_map(name, ns, manifest, _preload_content=False), namespace=ns)
+            self._call(
+                "update",
+                "configmaps",
+                lambda: self._core.replace_namespaced_config_map(
+                    name, ns, manifest, _preload_content=False
+                ),
+                namespace=ns,
+            )
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call("get", "pods", lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False), namespace=namespace, allow_404=True)
+        raw = self._call(
+            "get",
+            "pods",
+            lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False),
+            namespace=namespace,
+            allow_404=True,
+        )
         return None if raw is None else self._json(raw)
 
     def pod_status(self, namespace: str, name: str) -> PodStatus:
@@ -282,7 +385,15 @@ class KubeBackend:
         return PodStatus(name, "Missing") if raw is None else pod_status_from_json(raw)
 
     def delete_pod(self, namespace: str, name: str, wait_s: float = 60.0) -> None:
-        self._call("delete", "pods", lambda: self._core.delete_namespaced_pod(name, namespace, grace_period_seconds=0, _preload_content=False), namespace=namespace, allow_404=True)
+        self._call(
+            "delete",
+            "pods",
+            lambda: self._core.delete_namespaced_pod(
+                name, namespace, grace_period_seconds=0, _preload_content=False
+            ),
+            namespace=namespace,
+            allow_404=True,
+        )
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline and self.get_pod(namespace, name) is not None:
             time.sleep(0.2)
@@ -291,13 +402,32 @@ class KubeBackend:
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
         if self.get_pod(ns, name) is not None:
             self.delete_pod(ns, name)
-        self._call("create", "pods", lambda: self._core.create_namespaced_pod(ns, manifest, _preload_content=False), namespace=ns)
+        self._call(
+            "create",
+            "pods",
+            lambda: self._core.create_namespaced_pod(ns, manifest, _preload_content=False),
+            namespace=ns,
+        )
 
-    def follow_logs(self, namespace: str, name: str, *, container: str | None = None, previous: bool = False, follow: bool = True) -> Iterator[str]:
+    def follow_logs(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        container: str | None = None,
+        previous: bool = False,
+        follow: bool = True,
+    ) -> Iterator[str]:
         response = self._call(
-            "get", "pods/log",
+            "get",
+            "pods/log",
             lambda: self._core.read_namespaced_pod_log(
-                name, namespace, container=container, follow=follow, previous=previous or None, _preload_content=False
+                name,
+                namespace,
+                container=container,
+                follow=follow,
+                previous=previous or None,
+                _preload_content=False,
             ),
             namespace=namespace,
         )
@@ -315,12 +445,30 @@ class KubeBackend:
 
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         selector = f"involvedObject.name={name}"
-        raw = self._json(self._call("list", "events", lambda: self._core.list_namespaced_event(namespace, field_selector=selector, _preload_content=False), namespace=namespace))
+        raw = self._json(
+            self._call(
+                "list",
+                "events",
+                lambda: self._core.list_namespaced_event(
+                    namespace, field_selector=selector, _preload_content=False
+                ),
+                namespace=namespace,
+            )
+        )
         items = raw.get("items", [])
         return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        raw = self._json(self._call("list", "pods", lambda: self._core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False), namespace=namespace))
+        raw = self._json(
+            self._call(
+                "list",
+                "pods",
+                lambda: self._core.list_namespaced_pod(
+                    namespace, label_selector=selector, _preload_content=False
+                ),
+                namespace=namespace,
+            )
+        )
         return raw.get("items", [])
 
     # --- server-side apply ------------------------------------------------------------------
@@ -328,7 +476,12 @@ class KubeBackend:
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         kind = manifest["kind"]
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        kwargs = dict(field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml", _preload_content=False)
+        kwargs = dict(
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+            _preload_content=False,
+        )
         if kind == "Deployment":
             call = lambda: self._apps.patch_namespaced_deployment(name, ns, manifest, **kwargs)  # noqa: E731
             resource = "deployments"
@@ -340,11 +493,23 @@ class KubeBackend:
         return self._json(self._call("patch", resource, call, namespace=ns))
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call("get", "deployments", lambda: self._apps.read_namespaced_deployment(name, namespace, _preload_content=False), namespace=namespace, allow_404=True)
+        raw = self._call(
+            "get",
+            "deployments",
+            lambda: self._apps.read_namespaced_deployment(name, namespace, _preload_content=False),
+            namespace=namespace,
+            allow_404=True,
+        )
         return None if raw is None else self._json(raw)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call("get", "services", lambda: self._core.read_namespaced_service(name, namespace, _preload_content=False), namespace=namespace, allow_404=True)
+        raw = self._call(
+            "get",
+            "services",
+            lambda: self._core.read_namespaced_service(name, namespace, _preload_content=False),
+            namespace=namespace,
+            allow_404=True,
+        )
         return None if raw is None else self._json(raw)
 
 

@@ -37,18 +37,28 @@ class RegistryBackend:
         self.base = f"{cfg.scheme}://{cfg.address}"
         self.timeout = timeout
 
-    def _open(self, method: str, path: str, accept: str = "application/json") -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(self.base + path, method=method, headers={"Accept": accept})
+    def _open(
+        self, method: str, path: str, accept: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(
+            self.base + path, method=method, headers={"Accept": accept}
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, dict(response.headers), response.read() if method != "HEAD" else b""
+                return (
+                    response.status,
+                    dict(response.headers),
+                    response.read() if method != "HEAD" else b"",
+                )
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers or {}), err.read() if method != "HEAD" else b""
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise RegistryError(
                 f"registry {self.base} unreachable: {reason}",
-                "check that the registry runs (curl " + self.base + "/v2/) and registry.address / registry.scheme",
+                "check that the registry runs (curl "
+                + self.base
+                + "/v2/) and registry.address / registry.scheme",
             ) from None
 
     def ping(self) -> None:
@@ -69,13 +79,21 @@ class RegistryBackend:
 
     def manifest(self, repository: str, reference: str) -> ManifestInfo | None:
         """The manifest's digest, as the registry names it (HEAD, then GET and hash)."""
-        status, headers, _ = self._open("HEAD", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES)
+        status, headers, _ = self._open(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES
+        )
         lower = {k.lower(): v for k, v in headers.items()}
         if status == 404:
             return None
         if status == 200 and lower.get("docker-content-digest"):
-            return ManifestInfo(lower["docker-content-digest"], lower.get("content-type", ""), int(lower.get("content-length") or 0))
-        status, headers, body = self._open("GET", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES)
+            return ManifestInfo(
+                lower["docker-content-digest"],
+                lower.get("content-type", ""),
+                int(lower.get("content-length") or 0),
+            )
+        status, headers, body = self._open(
+            "GET", f"/v2/{repository}/manifests/{reference}", MANIFEST_TYPES
+        )
         if status == 404:
             return None
         if status != 200:

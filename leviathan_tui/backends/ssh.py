@@ -60,7 +60,9 @@ def resolve_target(cfg: SshConfig, host: str | None = None) -> Target:
         except Exception as err:  # a broken ssh config should say so, not crash
             raise SshError(f"cannot read {path}: {err}") from None
     hostname = entry.get("hostname", host)
-    port = int(cfg.port or entry.get("port", 22)) if host == cfg.host else int(entry.get("port", 22))
+    port = (
+        int(cfg.port or entry.get("port", 22)) if host == cfg.host else int(entry.get("port", 22))
+    )
     user = (cfg.user if host == cfg.host else None) or entry.get("user") or "root"
     identities = []
     if cfg.identity_file and host == cfg.host:
@@ -139,7 +141,9 @@ class SshSession:
             if self._sftp is not None:
                 self._sftp.close()
             self.transport.close()
-        except Exception:  # closing a dead connection may fail in many ways; it is closed either way
+        except (
+            Exception
+        ):  # closing a dead connection may fail in many ways; it is closed either way
             pass
         if self.jump:
             self.jump.close()
@@ -152,7 +156,9 @@ class SshConnector:
     def describe(self) -> str:
         return f"{self.cfg.user + '@' if self.cfg.user else ''}{self.cfg.host}{':' + str(self.cfg.port) if self.cfg.port else ''}"
 
-    def connect(self, ask_host_key: AskHostKey, ask_secret: AskSecret, host: str | None = None) -> SshSession:
+    def connect(
+        self, ask_host_key: AskHostKey, ask_secret: AskSecret, host: str | None = None
+    ) -> SshSession:
         import paramiko
 
         target = resolve_target(self.cfg, host)
@@ -160,20 +166,32 @@ class SshConnector:
         try:
             if target.proxy_jump and host is None:
                 jump = self.connect(ask_host_key, ask_secret, host=target.proxy_jump.split(",")[0])
-                sock: Any = jump.transport.open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0))
+                sock: Any = jump.transport.open_channel(
+                    "direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0)
+                )
             else:
-                sock = socket.create_connection((target.hostname, target.port), timeout=self.cfg.connect_timeout_s)
+                sock = socket.create_connection(
+                    (target.hostname, target.port), timeout=self.cfg.connect_timeout_s
+                )
         except ConnectionRefusedError:
             raise SshError(
                 f"SSH to {target.hostname}:{target.port} refused",
                 "is sshd running on the build host, and is ssh.port right?",
             ) from None
         except TimeoutError:
-            raise SshError(f"SSH to {target.hostname}:{target.port} timed out after {self.cfg.connect_timeout_s:.0f} s", "check the address and that a firewall lets port 22 through") from None
+            raise SshError(
+                f"SSH to {target.hostname}:{target.port} timed out after {self.cfg.connect_timeout_s:.0f} s",
+                "check the address and that a firewall lets port 22 through",
+            ) from None
         except socket.gaierror as err:
-            raise SshError(f"cannot resolve {target.hostname}: {err.strerror}", "check ssh.host (or HostName in ~/.ssh/config)") from None
+            raise SshError(
+                f"cannot resolve {target.hostname}: {err.strerror}",
+                "check ssh.host (or HostName in ~/.ssh/config)",
+            ) from None
         except OSError as err:
-            raise SshError(f"cannot reach {target.hostname}:{target.port}: {err.strerror or err}") from None
+            raise SshError(
+                f"cannot reach {target.hostname}:{target.port}: {err.strerror or err}"
+            ) from None
 
         transport = paramiko.Transport(sock)
         try:
@@ -217,7 +235,10 @@ class SshConnector:
                 f"if you know why it changed, remove the old key (ssh-keygen -R '{name}' -f {path}) and run again",
             )
         if not ask(name, key.get_name(), fp):
-            raise SshError(f"host key of {name} ({fp}) not accepted", "accept the fingerprint after checking it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)")
+            raise SshError(
+                f"host key of {name} ({fp}) not accepted",
+                "accept the fingerprint after checking it on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)",
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(f"{name} {key.get_name()} {key.get_base64()}\n")
@@ -232,9 +253,17 @@ class SshConnector:
             agent_keys = list(paramiko.Agent().get_keys())
         except Exception:  # no agent socket, or a broken one
             agent_keys = []
-        candidates: list[tuple[str, Any]] = [(f"agent key {fingerprint(k)}", lambda k=k: k) for k in agent_keys]
-        files = list(target.identity_files) or [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS]
-        candidates += [(f"key {f}", lambda f=f: self._load_key(f, ask_secret)) for f in files if os.path.exists(f)]
+        candidates: list[tuple[str, Any]] = [
+            (f"agent key {fingerprint(k)}", lambda k=k: k) for k in agent_keys
+        ]
+        files = list(target.identity_files) or [
+            os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_KEYS
+        ]
+        candidates += [
+            (f"key {f}", lambda f=f: self._load_key(f, ask_secret))
+            for f in files
+            if os.path.exists(f)
+        ]
         for label, load in candidates:
             key = load()
             if key is None:
@@ -258,11 +287,18 @@ class SshConnector:
 
         try:
             return paramiko.PKey.from_path(path)
-        except (paramiko.PasswordRequiredException, TypeError):  # paramiko 4+ raises TypeError for encrypted keys
-            passphrase = os.environ.get("LEVIATHAN_SSH_PASSPHRASE") or ask_secret(f"Passphrase for {path}")
+        except (
+            paramiko.PasswordRequiredException,
+            TypeError,
+        ):  # paramiko 4+ raises TypeError for encrypted keys
+            passphrase = os.environ.get("LEVIATHAN_SSH_PASSPHRASE") or ask_secret(
+                f"Passphrase for {path}"
+            )
             try:
                 return paramiko.PKey.from_path(path, password=passphrase.encode())
             except (paramiko.SSHException, ValueError, TypeError):
-                raise SshError(f"wrong passphrase for {path}", "type it again, or add the key to ssh-agent") from None
+                raise SshError(
+                    f"wrong passphrase for {path}", "type it again, or add the key to ssh-agent"
+                ) from None
         except (paramiko.SSHException, OSError, ValueError):
             return None

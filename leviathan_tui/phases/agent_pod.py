@@ -21,7 +21,10 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 def _same_command(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     try:
-        return existing["spec"]["containers"][0]["command"] == wanted["spec"]["containers"][0]["command"]
+        return (
+            existing["spec"]["containers"][0]["command"]
+            == wanted["spec"]["containers"][0]["command"]
+        )
     except (KeyError, IndexError, TypeError):
         return False
 
@@ -47,11 +50,15 @@ def wait_started(ctx: StepContext, namespace: str, name: str, timeout_s: float) 
         if status.phase in ("Running", "Succeeded", "Failed"):
             return
         if status.phase == "Missing":
-            raise StepError(f"pod {name} vanished before it started", "something deleted it; run again")
+            raise StepError(
+                f"pod {name} vanished before it started", "something deleted it; run again"
+            )
         if status.reason and status.reason != last_reason:
             last_reason = status.reason
             ctx.log(f"pod {name}: {status.reason} {status.message}".strip(), "warn")
-            cause = explain_pod(status.reason, status.message + "\n" + _events_text(kube, namespace, name))
+            cause = explain_pod(
+                status.reason, status.message + "\n" + _events_text(kube, namespace, name)
+            )
             if cause and cause.fatal:
                 raise StepError(f"pod {name} cannot start: {cause.cause}", cause.fix)
         if time.monotonic() > deadline:
@@ -60,15 +67,21 @@ def wait_started(ctx: StepContext, namespace: str, name: str, timeout_s: float) 
             message = f"pod {name} still Pending after {timeout_s:.0f} s"
             if events:
                 message += f"; events:\n{events}"
-            hint = cause.fix if cause else (
-                f"check that node {ctx.config.cluster.node_name} exists and is Ready (kubectl get nodes) "
-                "and that the image can be pulled"
+            hint = (
+                cause.fix
+                if cause
+                else (
+                    f"check that node {ctx.config.cluster.node_name} exists and is Ready (kubectl get nodes) "
+                    "and that the image can be pulled"
+                )
             )
             raise StepError(message, hint)
         ctx.sleep(0.2 if time.monotonic() - started < 10 else 1.0)  # most pods start within seconds
 
 
-def run_agent(ctx: StepContext, pod: dict[str, Any], on_event: EventHandler, *, timeout_s: float | None = None) -> dict[str, Any]:
+def run_agent(
+    ctx: StepContext, pod: dict[str, Any], on_event: EventHandler, *, timeout_s: float | None = None
+) -> dict[str, Any]:
     """Create (or reattach to) the agent pod; feed its events to `on_event`; return its result."""
     kube = ctx.backends.kube
     namespace, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
@@ -106,13 +119,17 @@ def run_agent(ctx: StepContext, pod: dict[str, Any], on_event: EventHandler, *, 
             break
         status = kube.pod_status(namespace, name)
         if status.phase in ("Succeeded", "Failed", "Missing"):
-            detail = f"exit code {status.exit_code}" if status.exit_code is not None else status.phase
+            detail = (
+                f"exit code {status.exit_code}" if status.exit_code is not None else status.phase
+            )
             cause = explain_pod(status.reason, _events_text(kube, namespace, name))
             raise StepError(
                 f"agent pod {name} ended ({detail}, {status.reason or 'no reason'}) without a result",
                 cause.fix if cause else f"kubectl -n {namespace} logs {name}",
             )
-        ctx.log(f"log stream of {name} closed while the pod is {status.phase}; following again", "warn")
+        ctx.log(
+            f"log stream of {name} closed while the pod is {status.phase}; following again", "warn"
+        )
         ctx.sleep(1.0)
     return result
 

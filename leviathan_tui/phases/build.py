@@ -51,7 +51,9 @@ def context_files(config: Config) -> dict[str, bytes]:
         try:
             files[path.name] = path.read_bytes()
         except OSError as err:
-            raise StepError(f"cannot read build.context_files entry {path}: {err.strerror}") from None
+            raise StepError(
+                f"cannot read build.context_files entry {path}: {err.strerror}"
+            ) from None
     return files
 
 
@@ -62,7 +64,9 @@ def build_id(config: Config) -> str:
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     for key, value in sorted(build_args(config).items()):
         digest.update(f"{key}={value}\0".encode())
-    digest.update(f"{config.image_ref}\0{config.build.builder}\0{config.build.builder_global_flags}\0{config.build.build_flags}".encode())
+    digest.update(
+        f"{config.image_ref}\0{config.build.builder}\0{config.build.builder_global_flags}\0{config.build.build_flags}".encode()
+    )
     return digest.hexdigest()[:16]
 
 
@@ -71,11 +75,19 @@ def remote_dir(config: Config) -> str:
 
 
 def _builder(config: Config) -> str:
-    return " ".join(shlex.quote(p) for p in [config.build.builder, *config.build.builder_global_flags])
+    return " ".join(
+        shlex.quote(p) for p in [config.build.builder, *config.build.builder_global_flags]
+    )
 
 
 def build_command(config: Config) -> str:
-    parts = [_builder(config), "build", *map(shlex.quote, config.build.build_flags), "-f", DOCKERFILE_NAME]
+    parts = [
+        _builder(config),
+        "build",
+        *map(shlex.quote, config.build.build_flags),
+        "-f",
+        DOCKERFILE_NAME,
+    ]
     for key, value in build_args(config).items():
         parts += ["--build-arg", shlex.quote(f"{key}={value}")]
     parts += ["-t", shlex.quote(config.image_ref), "."]
@@ -103,8 +115,13 @@ def _failure(ctx: StepContext, job: RemoteJob, what: str, code: int) -> StepErro
         if found.rule == "http-registry":
             hint += f"\n  Talos patch for the node:\n{talos_registry_patch(ctx.config)}"
             hint += f'\n  build host /etc/docker/daemon.json: {{"insecure-registries": ["{ctx.config.registry.address}"]}}'
-        return StepError(f"{what} failed (exit {code}): {found.cause}\n  evidence: {found.evidence}", hint)
-    return StepError(f"{what} failed (exit {code}); last lines:\n{last}", f"full log on the build host: {job.log_path}")
+        return StepError(
+            f"{what} failed (exit {code}): {found.cause}\n  evidence: {found.evidence}", hint
+        )
+    return StepError(
+        f"{what} failed (exit {code}); last lines:\n{last}",
+        f"full log on the build host: {job.log_path}",
+    )
 
 
 def pushed_digest_still_there(ctx: StepContext) -> str | None:
@@ -126,7 +143,11 @@ class BuildImageStep(Step):
         if ctx.artifact("build_id") != build_id(ctx.config):
             return None
         digest = pushed_digest_still_there(ctx)
-        return f"{ctx.config.image_ref} is in the registry with the digest this build produced ({digest[:19]}…)" if digest else None
+        return (
+            f"{ctx.config.image_ref} is in the registry with the digest this build produced ({digest[:19]}…)"
+            if digest
+            else None
+        )
 
     def run(self, ctx: StepContext) -> str:
         bid = build_id(ctx.config)
@@ -143,8 +164,12 @@ class BuildImageStep(Step):
                 ctx.log(f"build {bid} is still running on the build host: reattaching to its log")
             else:
                 if state == "done":
-                    ctx.log(f"the previous build {bid} failed (exit {code}); starting it again", "warn")
-                ctx.log(f"uploading {DOCKERFILE_NAME} to {directory} and starting: {build_command(ctx.config)}")
+                    ctx.log(
+                        f"the previous build {bid} failed (exit {code}); starting it again", "warn"
+                    )
+                ctx.log(
+                    f"uploading {DOCKERFILE_NAME} to {directory} and starting: {build_command(ctx.config)}"
+                )
                 job.start(build_command(ctx.config), context_files(ctx.config))
             code = job.follow(lambda line: ctx.log(line, _level(line)), ctx.config.build.timeout_s)
             if code != 0:
@@ -173,8 +198,14 @@ class PushImageStep(Step):
         try:
             state, code = job.status()
             pushed_before = state == "done" and code == 0
-            if pushed_before and registry.manifest(ctx.config.build.repository, ctx.config.build.tag) is None:
-                ctx.log("an earlier push finished but the registry no longer has the tag: pushing again", "warn")
+            if (
+                pushed_before
+                and registry.manifest(ctx.config.build.repository, ctx.config.build.tag) is None
+            ):
+                ctx.log(
+                    "an earlier push finished but the registry no longer has the tag: pushing again",
+                    "warn",
+                )
                 pushed_before = False
             if state == "running":
                 ctx.log("push still running on the build host: reattaching")
@@ -188,7 +219,10 @@ class PushImageStep(Step):
             job.close()
         repo, tag = ctx.config.build.repository, ctx.config.build.tag
         if tag not in registry.tags(repo):
-            raise StepError(f"the push said it succeeded but {registry.base}/v2/{repo}/tags/list has no {tag}", "check registry.address matches the registry the build host pushes to")
+            raise StepError(
+                f"the push said it succeeded but {registry.base}/v2/{repo}/tags/list has no {tag}",
+                "check registry.address matches the registry the build host pushes to",
+            )
         found = registry.manifest(repo, tag)
         if found is None:
             raise StepError(f"tag {tag} is listed but its manifest is missing in {registry.base}")

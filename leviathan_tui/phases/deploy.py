@@ -20,13 +20,21 @@ RAM_WARN_FRACTION = 0.9
 
 
 def _first_shard(ctx: StepContext) -> str:
-    names = sorted(f["name"] for f in ctx.artifact("plan", step="download.fetch") or [] if f["name"].endswith(".gguf"))
+    names = sorted(
+        f["name"]
+        for f in ctx.artifact("plan", step="download.fetch") or []
+        if f["name"].endswith(".gguf")
+    )
     return names[0] if names else ""
 
 
 def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | None:
     folder = ctx.artifact("folder", step="download.fetch")
-    shards = sorted(f["name"] for f in ctx.artifact("plan", step="download.fetch") or [] if f["name"].endswith(".gguf"))
+    shards = sorted(
+        f["name"]
+        for f in ctx.artifact("plan", step="download.fetch") or []
+        if f["name"].endswith(".gguf")
+    )
     if not folder or not shards:
         return None
     hub = ctx.backends.hub
@@ -43,13 +51,21 @@ def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | 
 
 
 def _spec(ctx: StepContext) -> Any:
-    digest = ctx.artifact("digest", step="build.push") if ctx.config.deploy.engine == "ktransformers" else None
-    cpus = ctx.config.deploy.cpu_infer or max(1, int(float(ctx.artifact("cpu", step="preflight.node") or 34)) - 2)
+    digest = (
+        ctx.artifact("digest", step="build.push")
+        if ctx.config.deploy.engine == "ktransformers"
+        else None
+    )
+    cpus = ctx.config.deploy.cpu_infer or max(
+        1, int(float(ctx.artifact("cpu", step="preflight.node") or 34)) - 2
+    )
     return engine_spec(ctx.config, digest=digest, cpu_infer=cpus, first_shard=_first_shard(ctx))
 
 
 def rendered(ctx: StepContext, memory_request: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    return deployment(ctx.config, spec=_spec(ctx), memory_request_bytes=memory_request), service(ctx.config)
+    return deployment(ctx.config, spec=_spec(ctx), memory_request_bytes=memory_request), service(
+        ctx.config
+    )
 
 
 class ApplyStep(Step):
@@ -69,7 +85,10 @@ class ApplyStep(Step):
         container = dep["spec"]["template"]["spec"]["containers"][0]
         if container.get("image") != spec.image or container.get("args") != spec.args:
             return None
-        if ctx.backends.kube.get_service(ctx.config.cluster.namespace, ctx.config.deploy.name) is None:
+        if (
+            ctx.backends.kube.get_service(ctx.config.cluster.namespace, ctx.config.deploy.name)
+            is None
+        ):
             return None
         return f"Deployment {ctx.config.deploy.name} runs {spec.image}"
 
@@ -80,7 +99,9 @@ class ApplyStep(Step):
         dep, svc = rendered(ctx, memory_request)
         kube = ctx.backends.kube
         kube.apply(dep)
-        ctx.log(f"applied Deployment {ctx.config.cluster.namespace}/{ctx.config.deploy.name} (server-side apply, manager leviathan)")
+        ctx.log(
+            f"applied Deployment {ctx.config.cluster.namespace}/{ctx.config.deploy.name} (server-side apply, manager leviathan)"
+        )
         kube.apply(svc)
         ctx.log(f"applied Service {ctx.config.deploy.name}: NodePort {ctx.config.deploy.node_port}")
         ctx.set_artifact("image", spec.image)
@@ -92,7 +113,10 @@ class ApplyStep(Step):
         try:
             est = memory_estimate(ctx, spec.experts_in_ram)
         except (StepError, ValueError, OSError) as err:
-            ctx.log(f"cannot read the GGUF headers to size the model ({err}); skipping the memory check", "warn")
+            ctx.log(
+                f"cannot read the GGUF headers to size the model ({err}); skipping the memory check",
+                "warn",
+            )
             return None
         if est is None:
             return None
@@ -104,7 +128,9 @@ class ApplyStep(Step):
         if spec.name == "vllm":
             fits, reason = vllm_fits(est.expert_bytes + est.dense_bytes, ctx.config)
             if not fits:
-                raise StepError(reason, "use deploy.engine ktransformers or llamacpp (experts in system RAM)")
+                raise StepError(
+                    reason, "use deploy.engine ktransformers or llamacpp (experts in system RAM)"
+                )
         risks = []
         if node_mem and est.ram_bytes > node_mem:
             raise StepError(
@@ -115,15 +141,24 @@ class ApplyStep(Step):
         if node_mem and est.ram_bytes > RAM_WARN_FRACTION * node_mem:
             risks.append(f"RAM: {human_size(est.ram_bytes)} of {human_size(node_mem)} allocatable")
         if est.vram_bytes > gpu_mem:
-            risks.append(f"VRAM: {human_size(est.vram_bytes)} needed, {human_size(gpu_mem)} on {ctx.config.deploy.gpus} GPU(s)")
+            risks.append(
+                f"VRAM: {human_size(est.vram_bytes)} needed, {human_size(gpu_mem)} on {ctx.config.deploy.gpus} GPU(s)"
+            )
         if risks:
-            ctx.ask(Question(
-                "deploy.accept_risk",
-                f"The model may not fit: {'; '.join(risks)}. Type 'accept' to deploy anyway.",
-                kind="text", placeholder="accept",
-                validate=lambda a: None if str(a).strip() == "accept" else "type 'accept' to deploy despite the risk",
-                details={"risks": risks},
-            ))
+            ctx.ask(
+                Question(
+                    "deploy.accept_risk",
+                    f"The model may not fit: {'; '.join(risks)}. Type 'accept' to deploy anyway.",
+                    kind="text",
+                    placeholder="accept",
+                    validate=lambda a: (
+                        None
+                        if str(a).strip() == "accept"
+                        else "type 'accept' to deploy despite the risk"
+                    ),
+                    details={"risks": risks},
+                )
+            )
         return est.ram_bytes
 
     def _follow_rollout(self, ctx: StepContext) -> str:
@@ -150,17 +185,33 @@ class ApplyStep(Step):
                         ctx.log(f"event {event.get('reason')}: {event.get('message')}", level)
                         cause = explain_pod(event.get("reason", ""), event.get("message", ""))
                         if cause and cause.fatal:
-                            raise StepError(f"pod {status.name}: {cause.cause} ({cause.evidence})", cause.fix)
+                            raise StepError(
+                                f"pod {status.name}: {cause.cause} ({cause.evidence})", cause.fix
+                            )
                 state = f"{status.phase} {status.reason}".strip()
                 if state != last_state:
                     last_state = state
-                    ctx.log(f"pod {status.name}: {state}{' (restarts ' + str(status.restarts) + ')' if status.restarts else ''}")
-                if status.reason in ("CrashLoopBackOff", "Error", "OOMKilled") or status.last_terminated_reason == "OOMKilled":
+                    ctx.log(
+                        f"pod {status.name}: {state}{' (restarts ' + str(status.restarts) + ')' if status.restarts else ''}"
+                    )
+                if (
+                    status.reason in ("CrashLoopBackOff", "Error", "OOMKilled")
+                    or status.last_terminated_reason == "OOMKilled"
+                ):
                     raise self._crash(ctx, status)
                 cause = explain_pod(status.reason, status.message) if status.reason else None
                 if cause and cause.fatal:
-                    raise StepError(f"pod {status.name}: {cause.cause} ({status.reason}: {status.message})", cause.fix)
-                for found in (cause, *(explain_pod(e.get("reason", ""), e.get("message", "")) for e in kube.pod_events(ns, status.name)[-3:])):
+                    raise StepError(
+                        f"pod {status.name}: {cause.cause} ({status.reason}: {status.message})",
+                        cause.fix,
+                    )
+                for found in (
+                    cause,
+                    *(
+                        explain_pod(e.get("reason", ""), e.get("message", ""))
+                        for e in kube.pod_events(ns, status.name)[-3:]
+                    ),
+                ):
                     if found and found.rule not in explained:
                         explained[found.rule] = found
                         ctx.log(f"why: {found.cause} — fix: {found.fix}", "warn")
@@ -195,12 +246,25 @@ class ApplyStep(Step):
         if reason == "OOMKilled" or (cause and cause.rule == "oom"):
             need = ctx.artifact("ram_bytes")
             have = ctx.artifact("memory_bytes", step="preflight.node")
-            detail = f" (estimated need {human_size(int(need))}, node allocatable {human_size(int(have))})" if need and have else ""
-            return StepError(f"the engine was OOMKilled while loading{detail}", "the model needs more RAM than the node gives: choose a smaller quant or a bigger node")
+            detail = (
+                f" (estimated need {human_size(int(need))}, node allocatable {human_size(int(have))})"
+                if need and have
+                else ""
+            )
+            return StepError(
+                f"the engine was OOMKilled while loading{detail}",
+                "the model needs more RAM than the node gives: choose a smaller quant or a bigger node",
+            )
         if cause:
-            return StepError(f"the engine crashed ({reason}): {cause.cause}\n  evidence: {cause.evidence}", cause.fix)
+            return StepError(
+                f"the engine crashed ({reason}): {cause.cause}\n  evidence: {cause.evidence}",
+                cause.fix,
+            )
         tail = "\n".join(lines[-5:]) or "(no log lines)"
-        return StepError(f"the engine crashed ({reason}); last lines of the previous container:\n{tail}", f"kubectl -n {ns} logs {status.name} --previous")
+        return StepError(
+            f"the engine crashed ({reason}); last lines of the previous container:\n{tail}",
+            f"kubectl -n {ns} logs {status.name} --previous",
+        )
 
 
 def health_base_url(ctx: StepContext) -> str:
@@ -208,7 +272,9 @@ def health_base_url(ctx: StepContext) -> str:
         return ctx.config.deploy.health_url
     ip = ctx.artifact("internal_ip", step="preflight.node")
     if not ip:
-        raise StepError("the node's InternalIP is unknown", "set deploy.health_url to http://NODE:30000")
+        raise StepError(
+            "the node's InternalIP is unknown", "set deploy.health_url to http://NODE:30000"
+        )
     return f"http://{ip}:{ctx.config.deploy.node_port}"
 
 
@@ -235,11 +301,18 @@ class HealthStep(Step):
 
         def on_attempt(text: str) -> None:
             ctx.log(text)
-            ctx.progress(time.monotonic() - start, ctx.config.deploy.health_timeout_s, unit="s", note=text)
+            ctx.progress(
+                time.monotonic() - start, ctx.config.deploy.health_timeout_s, unit="s", note=text
+            )
 
         result = check_health(
-            ctx.backends.http, base, paths=spec.health_paths, timeout_s=ctx.config.deploy.health_timeout_s,
-            model_name=ctx.config.deploy.model_name, on_attempt=on_attempt, cancelled=ctx.cancelled,
+            ctx.backends.http,
+            base,
+            paths=spec.health_paths,
+            timeout_s=ctx.config.deploy.health_timeout_s,
+            model_name=ctx.config.deploy.model_name,
+            on_attempt=on_attempt,
+            cancelled=ctx.cancelled,
             poll_s=2.0 if ctx.backends.dry_run else 5.0,
         )
         ctx.log(f"reply: {result.reply}")
@@ -254,5 +327,5 @@ class HealthStep(Step):
 def curl_line(base: str, model: str) -> str:
     return (
         f"curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' "
-        f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'"
+        f'-d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}\''
     )

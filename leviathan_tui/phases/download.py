@@ -17,12 +17,26 @@ KTRANSFORMERS_RAM_FRACTION = 0.945  # Q4_K_M: >= 382 GB RAM for ~404 GB of weigh
 def fetch_args(ctx: StepContext, folder: str, *, mode: str | None = None) -> list[str]:
     c = ctx.config
     args = [
-        "--repo", c.model.repo, "--revision", c.model.revision,
-        "--include", f"{folder}/*.gguf", "--dest", c.gguf_dir,
-        "--config-repo", c.model.config_repo, "--config-revision", c.model.config_revision,
-        "--config-dest", c.config_dir,
-        "--parallel", str(c.model.parallel), "--transfer", c.model.transfer,
-        "--retry-for", str(int(c.model.retry_for_s)),
+        "--repo",
+        c.model.repo,
+        "--revision",
+        c.model.revision,
+        "--include",
+        f"{folder}/*.gguf",
+        "--dest",
+        c.gguf_dir,
+        "--config-repo",
+        c.model.config_repo,
+        "--config-revision",
+        c.model.config_revision,
+        "--config-dest",
+        c.config_dir,
+        "--parallel",
+        str(c.model.parallel),
+        "--transfer",
+        c.model.transfer,
+        "--retry-for",
+        str(int(c.model.retry_for_s)),
     ]
     for name in c.model.config_files:
         args += ["--config-include", name]
@@ -40,10 +54,14 @@ def fetch_env(ctx: StepContext) -> list[dict[str, Any]]:
     else:
         env.append({"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"})
     if ctx.config.model.hf_token_secret:  # the token stays in the Secret; the pod reads it as env
-        env.append({
-            "name": "HF_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": ctx.config.model.hf_token_secret, "key": "token"}},
-        })
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": ctx.config.model.hf_token_secret, "key": "token"}
+                },
+            }
+        )
     return env
 
 
@@ -61,7 +79,13 @@ class FetchStep(Step):
         folder = ctx.artifact("folder")
         if not folder or not ctx.artifact("verified"):
             return None
-        pod = agent_pod(ctx.config, FETCH_POD + "-check", "fetch", fetch_args(ctx, folder, mode="--check"), env=fetch_env(ctx))
+        pod = agent_pod(
+            ctx.config,
+            FETCH_POD + "-check",
+            "fetch",
+            fetch_args(ctx, folder, mode="--check"),
+            env=fetch_env(ctx),
+        )
         result = run_agent(ctx, pod, lambda e: None)
         if result.get("status") == "done":
             return f"all {result.get('files')} files present with recorded sha256 ({human_size(int(result.get('total') or 0))})"
@@ -69,7 +93,12 @@ class FetchStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        source = (ctx.config.model.repo, ctx.config.model.revision, ctx.config.model.quant, ctx.config.model.config_repo)
+        source = (
+            ctx.config.model.repo,
+            ctx.config.model.revision,
+            ctx.config.model.quant,
+            ctx.config.model.config_repo,
+        )
         recorded = ctx.artifact("plan")
         if recorded and ctx.artifact("source") == list(source):
             # resume: the plan of the interrupted run stands (the agent re-lists the Hub anyway)
@@ -85,12 +114,17 @@ class FetchStep(Step):
                 f"+ {len(plan.config)} config files from {ctx.config.model.config_repo}"
             )
             if plan.quants:
-                ctx.log("quants in the repo: " + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items())))
+                ctx.log(
+                    "quants in the repo: "
+                    + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items()))
+                )
             folder, total = plan.folder, plan.total
             files = {f.name: f.size for f in plan.files}
             ctx.set_artifact("folder", folder)
             ctx.set_artifact("total", total)
-            ctx.set_artifact("plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files])
+            ctx.set_artifact(
+                "plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files]
+            )
             ctx.set_artifact("source", list(source))
         self._check_fits(ctx, total)
 
@@ -110,16 +144,31 @@ class FetchStep(Step):
                 ctx.progress(event["done"], event["total"], item=event["file"])
                 ctx.progress(sum(done_bytes.values()), grand_total)
             elif kind == "resume":
-                ctx.log(f"{event['file']}: resuming at {human_size(int(event['offset']))} of {human_size(int(event['total']))}")
+                ctx.log(
+                    f"{event['file']}: resuming at {human_size(int(event['offset']))} of {human_size(int(event['total']))}"
+                )
             elif kind == "file_done":
                 done_bytes[event["file"]] = int(event["size"])
-                ctx.progress(event["size"], event["size"], item=event["file"], note="verified" if event.get("verified") else "done")
+                ctx.progress(
+                    event["size"],
+                    event["size"],
+                    item=event["file"],
+                    note="verified" if event.get("verified") else "done",
+                )
                 ctx.progress(sum(done_bytes.values()), grand_total)
                 if not event.get("skipped"):
                     ctx.log(f"{event['file']}: complete, sha256 verified")
             elif kind == "retry":
-                ctx.log(f"{event['file']}: network error ({event['error']}); retry {event['attempt']} in {event['delay']:.0f} s", "warn")
-                ctx.progress(event.get("done", 0), totals.get(event["file"]), item=event["file"], note=f"retry {event['attempt']}")
+                ctx.log(
+                    f"{event['file']}: network error ({event['error']}); retry {event['attempt']} in {event['delay']:.0f} s",
+                    "warn",
+                )
+                ctx.progress(
+                    event.get("done", 0),
+                    totals.get(event["file"]),
+                    item=event["file"],
+                    note=f"retry {event['attempt']}",
+                )
             elif kind in ("error", "corrupt"):
                 ctx.log(f"{event.get('file')}: {event.get('reason')}", "error")
             elif kind == "cleaned":
@@ -128,9 +177,15 @@ class FetchStep(Step):
         pod = agent_pod(ctx.config, FETCH_POD, "fetch", fetch_args(ctx, folder), env=fetch_env(ctx))
         result = run_agent(ctx, pod, on_event)
         if result.get("status") == "refused":
-            raise StepError(f"download refused on the node: {result.get('reason')}", "free space on the data disk or choose a smaller quant (model.quant)")
+            raise StepError(
+                f"download refused on the node: {result.get('reason')}",
+                "free space on the data disk or choose a smaller quant (model.quant)",
+            )
         if result.get("status") != "done":
-            raise StepError(f"download failed: {result.get('reason')}", "run again: finished shards are kept and partial ones resume")
+            raise StepError(
+                f"download failed: {result.get('reason')}",
+                "run again: finished shards are kept and partial ones resume",
+            )
         ctx.set_artifact("verified", bool(result.get("verified")))
         ctx.set_artifact("bytes", int(result.get("total") or 0))
         return f"{result.get('files')} files, {_gb(int(result.get('total') or 0))} downloaded and verified"
@@ -168,21 +223,38 @@ class VerifyAgainStep(Step):
     def run(self, ctx: StepContext) -> str:
         folder = ctx.artifact("folder", step="download.fetch")
         if not folder or ctx.state.status("download.fetch") not in ("done", "skipped"):
-            raise StepError("nothing to verify yet: the download has not finished", "run the download first")
+            raise StepError(
+                "nothing to verify yet: the download has not finished", "run the download first"
+            )
         checked: list[str] = []
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("event") == "verified":
                 checked.append(event["file"])
                 ctx.log(f"{event['file']}: sha256 matches the Hub")
-                ctx.progress(len(checked), len(ctx.artifact("plan", step="download.fetch") or []) or None, unit="files")
+                ctx.progress(
+                    len(checked),
+                    len(ctx.artifact("plan", step="download.fetch") or []) or None,
+                    unit="files",
+                )
             elif event.get("event") == "corrupt":
                 ctx.log(f"{event.get('file')}: {event.get('reason')}", "error")
 
-        pod = agent_pod(ctx.config, FETCH_POD + "-verify", "fetch", fetch_args(ctx, folder, mode="--verify-only"), env=fetch_env(ctx))
+        pod = agent_pod(
+            ctx.config,
+            FETCH_POD + "-verify",
+            "fetch",
+            fetch_args(ctx, folder, mode="--verify-only"),
+            env=fetch_env(ctx),
+        )
         result = run_agent(ctx, pod, on_event)
         if result.get("status") != "done":
             ctx.state.set_artifact("download.fetch", "verified", False)
             bad = ", ".join(result.get("bad") or []) or str(result.get("reason"))
-            raise StepError(f"verification failed: {bad}", "run the download again: only the named files are fetched again")
-        return f"{len(checked)} files hashed again: all match the Hub's sha256; GGUF shards complete"
+            raise StepError(
+                f"verification failed: {bad}",
+                "run the download again: only the named files are fetched again",
+            )
+        return (
+            f"{len(checked)} files hashed again: all match the Hub's sha256; GGUF shards complete"
+        )

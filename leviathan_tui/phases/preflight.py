@@ -20,7 +20,11 @@ class NodePreflightStep(Step):
             return None
         node = ctx.backends.kube.get_node(ctx.config.cluster.node_name)
         labels = ctx.backends.kube.namespace_labels(ctx.config.cluster.namespace)
-        if node is None or not node.ready or (labels or {}).get("pod-security.kubernetes.io/enforce") != "privileged":
+        if (
+            node is None
+            or not node.ready
+            or (labels or {}).get("pod-security.kubernetes.io/enforce") != "privileged"
+        ):
             return None
         return f"{node.name} still Ready, namespace {ctx.config.cluster.namespace} still privileged"
 
@@ -30,7 +34,10 @@ class NodePreflightStep(Step):
         node = kube.get_node(name)
         if node is None:
             names = ", ".join(n.name for n in kube.list_nodes()) or "none"
-            raise StepError(f"node {name} does not exist (nodes: {names})", "set cluster.node_name to the GPU node's name (kubectl get nodes)")
+            raise StepError(
+                f"node {name} does not exist (nodes: {names})",
+                "set cluster.node_name to the GPU node's name (kubectl get nodes)",
+            )
         if not node.ready:
             raise StepError(
                 f"node {name} is not Ready ({', '.join(f'{k}={v}' for k, v in node.conditions.items())})",
@@ -41,8 +48,12 @@ class NodePreflightStep(Step):
             f"{node.gpus} nvidia.com/gpu allocatable"
         )
         for key, value in (
-            ("cpu", node.cpu), ("memory_bytes", node.memory_bytes), ("gpus", node.gpus),
-            ("os_image", node.os_image), ("internal_ip", node.internal_ip), ("kubelet_version", node.kubelet_version),
+            ("cpu", node.cpu),
+            ("memory_bytes", node.memory_bytes),
+            ("gpus", node.gpus),
+            ("os_image", node.os_image),
+            ("internal_ip", node.internal_ip),
+            ("kubelet_version", node.kubelet_version),
         ):
             ctx.set_artifact(key, value)
         if node.gpus == 0:
@@ -58,5 +69,7 @@ class NodePreflightStep(Step):
         path = ctx.state.directory / "talos-storage-patch.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"# {why}\n{patch}", encoding="utf-8")
-        ctx.notice("Talos patch: keep the data disk mounted across reboots", f"# {why}\n{patch}", str(path))
+        ctx.notice(
+            "Talos patch: keep the data disk mounted across reboots", f"# {why}\n{patch}", str(path)
+        )
         return f"{name} Ready ({node.os_image or 'unknown OS'}), namespace {ctx.config.cluster.namespace} allows privileged pods"

@@ -27,7 +27,9 @@ def ssh_connect(ctx: StepContext) -> Any:
     def ask_host_key(name: str, key_type: str, fp: str) -> bool:
         def validate(answer: Any) -> str | None:
             if str(answer).strip() != fp:
-                return f"the accepted fingerprint {answer!r} is not the one {name} presents now ({fp})"
+                return (
+                    f"the accepted fingerprint {answer!r} is not the one {name} presents now ({fp})"
+                )
             return None
 
         ctx.ask(
@@ -44,7 +46,9 @@ def ssh_connect(ctx: StepContext) -> Any:
         return True
 
     def ask_secret(prompt: str) -> str:
-        return str(ctx.ask(Question("ssh.passphrase", prompt, kind="text", details={"secret": True})))
+        return str(
+            ctx.ask(Question("ssh.passphrase", prompt, kind="text", details={"secret": True}))
+        )
 
     return ctx.backends.ssh.connect(ask_host_key, ask_secret)
 
@@ -65,7 +69,10 @@ class RemoteJob:
 
     def session_(self) -> Any:
         if self.session is not None and not self.session.alive:
-            self.ctx.log(f"SSH connection lost; reconnecting — the {self.name} goes on on the build host", "warn")
+            self.ctx.log(
+                f"SSH connection lost; reconnecting — the {self.name} goes on on the build host",
+                "warn",
+            )
             self.session.close()
             self.session = None
         if self.session is None:
@@ -88,7 +95,9 @@ class RemoteJob:
         code, out, err = self.run(script)
         words = out.split()
         if code != 0 or not words:
-            raise StepError(f"cannot read the {self.name} job's state on the build host: {err.strip() or out.strip()}")
+            raise StepError(
+                f"cannot read the {self.name} job's state on the build host: {err.strip() or out.strip()}"
+            )
         if words[0] == "done":
             return "done", int(words[1]) if len(words) > 1 and words[1].lstrip("-").isdigit() else 1
         return words[0], None
@@ -156,7 +165,10 @@ class RemoteJob:
                         on_line(line)
                     return int(code or 0)
                 if state == "absent":
-                    raise StepError(f"the {self.name} job on the build host stopped without an exit code (host rebooted?)", "run again to start it anew")
+                    raise StepError(
+                        f"the {self.name} job on the build host stopped without an exit code (host rebooted?)",
+                        "run again to start it anew",
+                    )
             except ConnectionError as err:
                 self.session = None
                 now = time.monotonic()
@@ -167,8 +179,11 @@ class RemoteJob:
                         f"lost the SSH connection to the build host for {now - outage_started:.0f} s: {err}",
                         f"the {self.name} goes on there; run Leviathan again to reattach",
                     ) from None
-                delay = min(10.0, 0.5 * 2**min(attempt, 5))
-                self.ctx.log(f"SSH connection lost ({err}); reconnecting in {delay:.0f} s — the {self.name} goes on", "warn")
+                delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
+                self.ctx.log(
+                    f"SSH connection lost ({err}); reconnecting in {delay:.0f} s — the {self.name} goes on",
+                    "warn",
+                )
                 self.ctx.sleep(delay)
                 continue
             except StepError as err:
@@ -176,11 +191,14 @@ class RemoteJob:
                     self.session = None
                     attempt += 1
                     self.ctx.log(f"reconnect failed: {err.message}", "warn")
-                    self.ctx.sleep(min(10.0, 0.5 * 2**min(attempt, 5)))
+                    self.ctx.sleep(min(10.0, 0.5 * 2 ** min(attempt, 5)))
                     continue
                 raise
             if time.monotonic() > deadline:
-                raise StepError(f"the {self.name} has run for {timeout_s / 60:.0f} min without finishing", "it goes on on the build host; run again to reattach")
+                raise StepError(
+                    f"the {self.name} has run for {timeout_s / 60:.0f} min without finishing",
+                    "it goes on on the build host; run again to reattach",
+                )
             self.ctx.sleep(0.5)
 
     def close(self) -> None:

@@ -45,10 +45,19 @@ def device_choice(dev: BlockDevice, label: str, mountpoint: str | None = None) -
         selectable=verdict.selectable,
         reason=verdict.reason,
         details={
-            "name": dev.name, "size": dev.size, "size_h": human_size(dev.size), "model": dev.model,
-            "serial": dev.serial, "transport": dev.transport, "rotational": dev.rotational,
-            "fstype": fs, "label": dev.label, "mounts": dev.all_mounts, "ours": verdict.ours,
-            "foreign": verdict.foreign, "by_id": dev.by_id,
+            "name": dev.name,
+            "size": dev.size,
+            "size_h": human_size(dev.size),
+            "model": dev.model,
+            "serial": dev.serial,
+            "transport": dev.transport,
+            "rotational": dev.rotational,
+            "fstype": fs,
+            "label": dev.label,
+            "mounts": dev.all_mounts,
+            "ours": verdict.ours,
+            "foreign": verdict.foreign,
+            "by_id": dev.by_id,
         },
     )
 
@@ -70,21 +79,34 @@ class ProbeStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        pod = agent_pod(ctx.config, PROBE_POD, "probe", ["--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount])
+        pod = agent_pod(
+            ctx.config,
+            PROBE_POD,
+            "probe",
+            ["--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount],
+        )
         result = run_agent(ctx, pod, lambda e: _log_device(ctx, e))
         if result.get("status") != "done":
-            raise StepError(f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}")
+            raise StepError(
+                f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}"
+            )
         devices = result.get("devices") or []
         ctx.set_artifact("devices", devices)
         parsed = [BlockDevice.from_json(d) for d in devices]
-        usable = [d for d in parsed if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable]
+        usable = [
+            d
+            for d in parsed
+            if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable
+        ]
         return f"{len(parsed)} block devices, {len(usable)} can hold the model"
 
 
 def _log_device(ctx: StepContext, event: dict[str, Any]) -> None:
     if event.get("event") == "device":
         state = "ok" if event.get("selectable") else f"unsafe: {event.get('reason')}"
-        ctx.log(f"{event.get('path')}  {human_size(int(event.get('size') or 0))}  {event.get('model') or '-'}  {state}")
+        ctx.log(
+            f"{event.get('path')}  {human_size(int(event.get('size') or 0))}  {event.get('model') or '-'}  {state}"
+        )
 
 
 class FormatStep(Step):
@@ -97,7 +119,9 @@ class FormatStep(Step):
         device, serial, size = ctx.artifact("device"), ctx.artifact("serial"), ctx.artifact("size")
         if not device or serial is None or not size:
             return None
-        pod = agent_pod(ctx.config, FORMAT_POD, "disk", _disk_args(ctx, device, serial, size, check=True))
+        pod = agent_pod(
+            ctx.config, FORMAT_POD, "disk", _disk_args(ctx, device, serial, size, check=True)
+        )
         result = run_agent(ctx, pod, lambda e: None)
         if result.get("status") == "done":
             return f"{device} (serial {serial or '-'}) is mounted as our XFS at {ctx.config.storage.pod_mount}"
@@ -117,7 +141,9 @@ class FormatStep(Step):
             kind="choice",
             choices=choices,
             placeholder="/dev/DEVICE",
-            details={"refusal_hint": "choose a disk from the probe listing that is not mounted and not the Talos system disk"},
+            details={
+                "refusal_hint": "choose a disk from the probe listing that is not mounted and not the Talos system disk"
+            },
         )
         path = str(ctx.ask(question))
         dev = devices[path]
@@ -138,13 +164,20 @@ class FormatStep(Step):
         result = run_agent(ctx, pod, lambda e: _log_format(ctx, e))
         status = result.get("status")
         if status == "refused":
-            raise RefusedAnswer(f"the node refused to format {dev.path}: {result.get('reason')}", "nothing was formatted; choose another disk")
+            raise RefusedAnswer(
+                f"the node refused to format {dev.path}: {result.get('reason')}",
+                "nothing was formatted; choose another disk",
+            )
         if status != "done":
             raise StepError(f"formatting {dev.path} failed: {result.get('reason')}")
         for key in ("serial", "size", "free_bytes", "fs_bytes", "formatted", "by_id"):
             ctx.set_artifact(key, result.get(key))
         ctx.set_artifact("device", dev.path)
-        formatted = "formatted and mounted" if result.get("formatted") else "mounted (already ours, not formatted)"
+        formatted = (
+            "formatted and mounted"
+            if result.get("formatted")
+            else "mounted (already ours, not formatted)"
+        )
         return f"{dev.path} {formatted} at {ctx.config.storage.host_mount}; {human_size(int(result.get('free_bytes') or 0))} free"
 
 
@@ -159,10 +192,20 @@ def _check_recorded_identity(ctx: StepContext, dev: BlockDevice) -> None:
             )
 
 
-def _disk_args(ctx: StepContext, device: str, serial: str, size: int, *, check: bool = False) -> list[str]:
+def _disk_args(
+    ctx: StepContext, device: str, serial: str, size: int, *, check: bool = False
+) -> list[str]:
     args = [
-        "--device", device, "--serial", serial or "", "--size", str(size),
-        "--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount,
+        "--device",
+        device,
+        "--serial",
+        serial or "",
+        "--size",
+        str(size),
+        "--label",
+        ctx.config.storage.label,
+        "--mountpoint",
+        ctx.config.storage.pod_mount,
     ]
     if check:
         args.append("--check")
@@ -171,7 +214,9 @@ def _disk_args(ctx: StepContext, device: str, serial: str, size: int, *, check: 
 
 def _log_format(ctx: StepContext, event: dict[str, Any]) -> None:
     if event.get("event") == "format":
-        ctx.log(f"{event.get('device')}: {'formatted' if event.get('formatted') else event.get('reason')}")
+        ctx.log(
+            f"{event.get('device')}: {'formatted' if event.get('formatted') else event.get('reason')}"
+        )
     elif event.get("event") == "result" and event.get("status") != "done":
         ctx.log(f"refused: {event.get('reason')}", "error")
 
@@ -190,9 +235,15 @@ def confirm_question(dev: BlockDevice, foreign: str) -> Question:
         placeholder=dev.name,
         validate=validate,
         details={
-            "device": dev.path, "name": dev.name, "model": dev.model, "serial": dev.serial,
-            "size": dev.size, "size_h": human_size(dev.size), "fstype": dev.fstype or ("partitioned" if dev.children else "none"),
-            "label": dev.label, "foreign": foreign,
+            "device": dev.path,
+            "name": dev.name,
+            "model": dev.model,
+            "serial": dev.serial,
+            "size": dev.size,
+            "size_h": human_size(dev.size),
+            "fstype": dev.fstype or ("partitioned" if dev.children else "none"),
+            "label": dev.label,
+            "foreign": foreign,
         },
     )
 
@@ -202,7 +253,9 @@ def foreign_question(dev: BlockDevice, foreign: str) -> Question:
 
     def validate(answer: Any) -> str | None:
         if str(answer).strip() != expected:
-            return f"the second confirmation must be exactly {expected!r}: nothing will be formatted"
+            return (
+                f"the second confirmation must be exactly {expected!r}: nothing will be formatted"
+            )
         return None
 
     return Question(
@@ -224,23 +277,36 @@ class VerifyHostStep(Step):
 
     def check(self, ctx: StepContext) -> str | None:
         token = ctx.artifact("token")
-        if token and ctx.artifact("serial") == ctx.artifact("serial", step="storage.format") and ctx.state.status("storage.format") == "skipped":
+        if (
+            token
+            and ctx.artifact("serial") == ctx.artifact("serial", step="storage.format")
+            and ctx.state.status("storage.format") == "skipped"
+        ):
             return "the node saw the disk's marker earlier and the disk is still mounted"
         return None
 
     def run(self, ctx: StepContext) -> str:
         token = secrets.token_hex(8)
         mount = ctx.config.storage.pod_mount
-        writer = agent_pod(ctx.config, MARKER_POD, "hostcheck", ["--path", mount, "--marker", MARKER_FILE, "--write", token])
+        writer = agent_pod(
+            ctx.config,
+            MARKER_POD,
+            "hostcheck",
+            ["--path", mount, "--marker", MARKER_FILE, "--write", token],
+        )
         result = run_agent(ctx, writer, lambda e: None)
         if result.get("status") != "done":
-            raise StepError(f"cannot write the marker through the privileged pod: {result.get('reason')}")
+            raise StepError(
+                f"cannot write the marker through the privileged pod: {result.get('reason')}"
+            )
         reader = host_check_pod(ctx.config, MARKER_FILE)
         result = run_agent(ctx, reader, lambda e: None)
         seen = result.get("marker")
         if result.get("status") != "done" or seen != token:
             version = parse_talos_version(ctx.artifact("os_image", step="preflight.node") or "")
-            why, patch = talos_storage_patch(ctx.config, version, ctx.artifact("serial", step="storage.format"))
+            why, patch = talos_storage_patch(
+                ctx.config, version, ctx.artifact("serial", step="storage.format")
+            )
             path = _save_patch(ctx, patch)
             raise StepError(
                 f"the disk mounted in the privileged pod is not visible to other pods on the node "

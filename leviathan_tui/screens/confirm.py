@@ -24,7 +24,10 @@ class ConfirmFormatScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         d = self.question.details
         with Vertical(id="dialog"):
-            yield Static("DESTROY ALL DATA?" if self.question.details.get("loud") else "Format this disk?", id="title")
+            yield Static(
+                "DESTROY ALL DATA?" if self.question.details.get("loud") else "Format this disk?",
+                id="title",
+            )
             facts = [
                 f"device      {d.get('device', '')}",
                 f"model       {d.get('model') or '-'}",

@@ -14,7 +14,10 @@ from leviathan_tui.events import Question
 
 class DeviceScreen(ModalScreen[str | None]):
     CSS_PATH = "device.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("enter", "choose", "Choose", show=True)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("enter", "choose", "Choose", show=True),
+    ]
 
     def __init__(self, question: Question) -> None:
         super().__init__()
@@ -24,15 +27,36 @@ class DeviceScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Static(self.question.prompt, id="title")
             table: DataTable[str] = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-            table.add_columns("device", "size", "model", "serial", "tran", "rot", "fs / label", "mounted", "status")
+            table.add_columns(
+                "device",
+                "size",
+                "model",
+                "serial",
+                "tran",
+                "rot",
+                "fs / label",
+                "mounted",
+                "status",
+            )
             for choice in self.question.choices:
                 d = choice.details
-                status = "ours: mount only" if d.get("ours") else ("OK" if choice.selectable else f"unsafe: {choice.reason}")
+                status = (
+                    "ours: mount only"
+                    if d.get("ours")
+                    else ("OK" if choice.selectable else f"unsafe: {choice.reason}")
+                )
                 fs = (d.get("fstype") or "-") + (f" / {d['label']}" if d.get("label") else "")
                 table.add_row(
-                    choice.value, d.get("size_h", ""), (d.get("model") or "-")[:20], d.get("serial") or "-",
-                    d.get("transport") or "-", "yes" if d.get("rotational") else "no", fs,
-                    (", ".join(d.get("mounts") or []) or "-")[:16], status, key=choice.value,
+                    choice.value,
+                    d.get("size_h", ""),
+                    (d.get("model") or "-")[:20],
+                    d.get("serial") or "-",
+                    d.get("transport") or "-",
+                    "yes" if d.get("rotational") else "no",
+                    fs,
+                    (", ".join(d.get("mounts") or []) or "-")[:16],
+                    status,
+                    key=choice.value,
                 )
             yield table
             yield Static("", id="why")
@@ -52,7 +76,9 @@ class DeviceScreen(ModalScreen[str | None]):
         if not choice.selectable:
             why.update(f"{choice.value} cannot be chosen: {choice.reason}")
         elif choice.details.get("foreign"):
-            why.update(f"{choice.value} holds {choice.details['foreign']}: formatting it needs a second confirmation")
+            why.update(
+                f"{choice.value} holds {choice.details['foreign']}: formatting it needs a second confirmation"
+            )
         else:
             why.update(f"{choice.value}: {choice.label}")
 

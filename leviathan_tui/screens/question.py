@@ -26,7 +26,11 @@ class QuestionScreen(ModalScreen[str | None]):
             yield Static(self.question.prompt, id="prompt")
             if self.question.presented:
                 yield Static(self.question.presented, id="presented")
-            yield Input(placeholder=self.question.placeholder if not secret else "", password=secret, id="answer")
+            yield Input(
+                placeholder=self.question.placeholder if not secret else "",
+                password=secret,
+                id="answer",
+            )
             yield Static("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -49,7 +53,9 @@ class QuestionScreen(ModalScreen[str | None]):
             self._try(self.query_one(Input).value)
 
     def _try(self, value: str) -> None:
-        problem = self.question.check(value if self.question.details.get("secret") else value.strip())
+        problem = self.question.check(
+            value if self.question.details.get("secret") else value.strip()
+        )
         if problem:
             self.query_one("#error", Static).update(problem)
             return

@@ -21,7 +21,10 @@ class ResumeScreen(ModalScreen[str]):
         with Vertical(id="dialog"):
             yield Static(f"A saved session exists (last change {self.updated_at}).", id="title")
             yield Static("\n".join(self.summary) or "(no step finished yet)", id="steps")
-            yield Static("Resume re-checks every finished step and goes on from there. Start over forgets the session (nothing on the cluster changes).", id="explain")
+            yield Static(
+                "Resume re-checks every finished step and goes on from there. Start over forgets the session (nothing on the cluster changes).",
+                id="explain",
+            )
             with Horizontal(id="buttons"):
                 yield Button("Resume", id="resume", variant="primary")
                 yield Button("Start over", id="start-over", variant="warning")

@@ -12,7 +12,10 @@ from textual.widgets import Footer, Static
 
 class SummaryScreen(Screen[None]):
     CSS_PATH = "summary.tcss"
-    BINDINGS = [Binding("q", "app.quit_app", "Quit"), Binding("escape", "back", "Back to the steps")]
+    BINDINGS = [
+        Binding("q", "app.quit_app", "Quit"),
+        Binding("escape", "back", "Back to the steps"),
+    ]
 
     def __init__(self, lines: dict[str, str]) -> None:
         super().__init__()

@@ -47,7 +47,14 @@ class LogPane(Vertical):
         self.worst_paint_s = 0.0
 
     def compose(self) -> ComposeResult:
-        yield RichLog(max_lines=self.cap, wrap=False, markup=False, highlight=False, auto_scroll=True, id="log")
+        yield RichLog(
+            max_lines=self.cap,
+            wrap=False,
+            markup=False,
+            highlight=False,
+            auto_scroll=True,
+            id="log",
+        )
         yield Input(placeholder="search (Enter to apply, empty to clear)", id="log-search")
 
     def on_mount(self) -> None:
@@ -92,7 +99,12 @@ class LogPane(Vertical):
             skipped = len(shown) - MAX_LINES_PER_PAINT
             if skipped > 0:
                 shown = shown[-MAX_LINES_PER_PAINT:]
-                log.write(Text(f"… {skipped:,} lines arrived faster than they can be read; all are kept: pause (f), search (/) or save (s)", style="dim italic"))
+                log.write(
+                    Text(
+                        f"… {skipped:,} lines arrived faster than they can be read; all are kept: pause (f), search (/) or save (s)",
+                        style="dim italic",
+                    )
+                )
             log.write(self._as_text(shown), scroll_end=self.follow)
         self.painted += len(batch)
         self.worst_paint_s = max(self.worst_paint_s, time.perf_counter() - start)
@@ -131,5 +143,7 @@ class LogPane(Vertical):
     def action_save(self) -> None:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_dir / time.strftime("leviathan-log-%Y%m%d-%H%M%S.txt")
-        path.write_text("\n".join(f"{s}\t{lvl}\t{line}" for s, line, lvl in self.lines) + "\n", encoding="utf-8")
+        path.write_text(
+            "\n".join(f"{s}\t{lvl}\t{line}" for s, line, lvl in self.lines) + "\n", encoding="utf-8"
+        )
         self.notify(f"log saved to {path}")

@@ -6,7 +6,15 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-ICONS = {"pending": "·", "running": "▶", "done": "✔", "skipped": "↷", "failed": "✘", "blocked": "⏸", "waiting": "?"}
+ICONS = {
+    "pending": "·",
+    "running": "▶",
+    "done": "✔",
+    "skipped": "↷",
+    "failed": "✘",
+    "blocked": "⏸",
+    "waiting": "?",
+}
 
 
 class StepRow(Static):

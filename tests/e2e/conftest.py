@@ -14,7 +14,9 @@ from tests.support.services import Registry, Sshd, buildah_shim, start_registry,
 REQUIREMENTS = ("buildah", "docker-registry", "mkfs.xfs", "losetup")
 
 pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not all(shutil.which(t) for t in REQUIREMENTS) or not Path("/usr/sbin/sshd").exists(),
+    os.geteuid() != 0
+    or not all(shutil.which(t) for t in REQUIREMENTS)
+    or not Path("/usr/sbin/sshd").exists(),
     reason="the sandbox needs root, loop devices, sshd, buildah and docker-registry",
 )
 
@@ -27,8 +29,11 @@ def build_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd,
         pytest.skip("the sandbox needs root, loop devices, sshd, buildah and docker-registry")
     base = tmp_path_factory.mktemp("e2e-buildhost")
     shim = buildah_shim(base / "bin", delay_s=6.0)
-    sshd = start_sshd(base / "sshd", passphrase=SSH_PASSPHRASE,
-                      env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+    sshd = start_sshd(
+        base / "sshd",
+        passphrase=SSH_PASSPHRASE,
+        env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     registry = start_registry(base / "registry")
     yield sshd, registry, shim
     sshd.stop()
@@ -41,7 +46,14 @@ def sandbox_factory(build_host, tmp_path: Path) -> Iterator:
 
     def make(**kwargs) -> Sandbox:
         sshd, registry, shim = build_host
-        box = Sandbox(tmp_path / f"box{len(made)}", sshd, registry, shim, tag=f"e2e-{uuid.uuid4().hex[:8]}", **kwargs)
+        box = Sandbox(
+            tmp_path / f"box{len(made)}",
+            sshd,
+            registry,
+            shim,
+            tag=f"e2e-{uuid.uuid4().hex[:8]}",
+            **kwargs,
+        )
         made.append(box)
         return box
 

@@ -56,7 +56,12 @@ def free_node_port() -> int:
 
 
 def fingerprint(sshd: Sshd) -> str:
-    out = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[1]
 
 
@@ -91,13 +96,22 @@ class Sandbox:
         mkfs_dir.mkdir()
         self.mkfs_log = self.root / "mkfs-calls.log"
         self.mkfs_log.touch()
-        (mkfs_dir / "mkfs.xfs").write_text(f'#!/bin/sh\necho "$@" >> {self.mkfs_log}\nexec {shutil.which("mkfs.xfs")} "$@"\n')
+        (mkfs_dir / "mkfs.xfs").write_text(
+            f'#!/bin/sh\necho "$@" >> {self.mkfs_log}\nexec {shutil.which("mkfs.xfs")} "$@"\n'
+        )
         (mkfs_dir / "mkfs.xfs").chmod(0o755)
         image = self.root / "nvme.img"
         subprocess.run(["truncate", "-s", str(self.loop_size), str(image)], check=True)
-        self.loop = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
-        self.kube = StandIn(workdir=self.root / "kube", version="1.30.0", start_delay_s=0.1, deployment_pod_delay_s=0.3,
-                            pod_env={"PATH": f"{mkfs_dir}:{os.environ['PATH']}", "STANDIN": "1"})
+        self.loop = subprocess.run(
+            ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        self.kube = StandIn(
+            workdir=self.root / "kube",
+            version="1.30.0",
+            start_delay_s=0.1,
+            deployment_pod_delay_s=0.3,
+            pod_env={"PATH": f"{mkfs_dir}:{os.environ['PATH']}", "STANDIN": "1"},
+        )
         self.kube.workdir.mkdir()
         self.node_port = free_node_port()
         self.kube.add_node(NODE, ip="127.0.0.1", memory="768Gi")
@@ -105,7 +119,9 @@ class Sandbox:
         self.kube.start()
         self.hub = HubStandIn()
         self.hub.rate_bytes_s = self.hub_rate
-        self.published = publish(self.hub, self.root / "hub", shards=3, mib_per_shard=self.shard_mib)
+        self.published = publish(
+            self.hub, self.root / "hub", shards=3, mib_per_shard=self.shard_mib
+        )
         self.hub.start()
         self.engine = EngineStandIn(flavour="ktransformers", loading_s=3.0, port=self.node_port)
         self.engine.start()
@@ -127,17 +143,49 @@ class Sandbox:
         (ctx / "engine.txt").write_text(f"sandbox engine {self.tag}\n")
         (self.root / "ssh_config").write_text("")
         config: dict[str, Any] = {
-            "cluster": {"kubeconfig": str(self.kube.kubeconfig(self.root / "kubeconfig")), "node_name": NODE, "pod_timeout_s": 20},
-            "storage": {"host_mount": str(self.data), "pod_mount": str(self.data), "label": "leviathan", "min_free_margin_gib": 0.01},
-            "model": {"endpoint": self.hub.url, "model_dir": str(self.data / "models" / "deepseek-v3-gguf"), "hf_token_secret": "hf-token", "retry_for_s": 120},
-            "ssh": {"host": "127.0.0.1", "port": self.sshd.port, "user": "root", "identity_file": str(self.sshd.client_key),
-                    "known_hosts": str(self.root / "known_hosts"), "ssh_config": str(self.root / "ssh_config"), "connect_timeout_s": 5},
+            "cluster": {
+                "kubeconfig": str(self.kube.kubeconfig(self.root / "kubeconfig")),
+                "node_name": NODE,
+                "pod_timeout_s": 20,
+            },
+            "storage": {
+                "host_mount": str(self.data),
+                "pod_mount": str(self.data),
+                "label": "leviathan",
+                "min_free_margin_gib": 0.01,
+            },
+            "model": {
+                "endpoint": self.hub.url,
+                "model_dir": str(self.data / "models" / "deepseek-v3-gguf"),
+                "hf_token_secret": "hf-token",
+                "retry_for_s": 120,
+            },
+            "ssh": {
+                "host": "127.0.0.1",
+                "port": self.sshd.port,
+                "user": "root",
+                "identity_file": str(self.sshd.client_key),
+                "known_hosts": str(self.root / "known_hosts"),
+                "ssh_config": str(self.root / "ssh_config"),
+                "connect_timeout_s": 5,
+            },
             "registry": {"address": self.registry.address, "scheme": "http"},
-            "build": {"image": f"omni/engine:{self.tag}", "base_image": "scratch", "builder": "buildah",
-                      "builder_global_flags": ["--storage-driver", "vfs"], "build_flags": ["--isolation", "chroot"],
-                      "dockerfile": str(ctx / "Dockerfile.sandbox"), "context_files": [str(ctx / "engine.txt")],
-                      "remote_dir": str(self.root / "remote"), "timeout_s": 300},
-            "deploy": {"node_port": self.node_port, "service_port": self.node_port, "health_timeout_s": 60},
+            "build": {
+                "image": f"omni/engine:{self.tag}",
+                "base_image": "scratch",
+                "builder": "buildah",
+                "builder_global_flags": ["--storage-driver", "vfs"],
+                "build_flags": ["--isolation", "chroot"],
+                "dockerfile": str(ctx / "Dockerfile.sandbox"),
+                "context_files": [str(ctx / "engine.txt")],
+                "remote_dir": str(self.root / "remote"),
+                "timeout_s": 300,
+            },
+            "deploy": {
+                "node_port": self.node_port,
+                "service_port": self.node_port,
+                "health_timeout_s": 60,
+            },
         }
         for dotted, value in overrides.items():
             section, key = dotted.split(".")
@@ -145,11 +193,18 @@ class Sandbox:
         self.config_path = self.root / "sandbox.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.replay_path = self.root / "answers.yaml"
-        self.replay_path.write_text(yaml.safe_dump({"version": 1, "answers": {
-            "storage.device": self.loop,
-            "storage.confirm_format": self.loop.rsplit("/", 1)[-1],
-            "ssh.host_key": fingerprint(self.sshd),
-        }}))
+        self.replay_path.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 1,
+                    "answers": {
+                        "storage.device": self.loop,
+                        "storage.confirm_format": self.loop.rsplit("/", 1)[-1],
+                        "ssh.host_key": fingerprint(self.sshd),
+                    },
+                }
+            )
+        )
 
     # --- running the wizard ----------------------------------------------------------------
 
@@ -160,18 +215,35 @@ class Sandbox:
         return env
 
     def command(self) -> list[str]:
-        return leviathan_cmd() + ["--config", str(self.config_path), "--state-dir", str(self.state_dir), "--replay", str(self.replay_path)]
+        return leviathan_cmd() + [
+            "--config",
+            str(self.config_path),
+            "--state-dir",
+            str(self.state_dir),
+            "--replay",
+            str(self.replay_path),
+        ]
 
     def run(self, timeout: float = 300) -> Result:
-        proc = subprocess.run(self.command(), capture_output=True, text=True, env=self.env(), timeout=timeout)
+        proc = subprocess.run(
+            self.command(), capture_output=True, text=True, env=self.env(), timeout=timeout
+        )
         self.transcript.append(proc.stdout + proc.stderr)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def run_until(self, pattern: str | list[str], sig: int, timeout: float = 120) -> tuple[int, str]:
+    def run_until(
+        self, pattern: str | list[str], sig: int, timeout: float = 120
+    ) -> tuple[int, str]:
         """Start the wizard, wait for a line containing `pattern` (or any of a list), send `sig`;
         return (exit, output)."""
         patterns = [pattern] if isinstance(pattern, str) else pattern
-        proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env())
+        proc = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env(),
+        )
         seen = []
         deadline = time.monotonic() + timeout
         assert proc.stdout is not None
@@ -208,7 +280,11 @@ class Sandbox:
 
     def builds(self) -> int:
         image = f"{self.registry.address}/omni/engine:{self.tag}"
-        return sum(1 for line in (self.shim / "builder-calls.log").read_text().splitlines() if " build " in f" {line} " and image in line)
+        return sum(
+            1
+            for line in (self.shim / "builder-calls.log").read_text().splitlines()
+            if " build " in f" {line} " and image in line
+        )
 
     def bytes_served(self) -> int:
         return sum(v for k, v in self.hub.bytes_served.items() if k.endswith(".gguf"))
@@ -217,7 +293,9 @@ class Sandbox:
         return int(self.published["total"])
 
     def mounted_label(self) -> tuple[str, str]:
-        out = subprocess.run(["blkid", "-p", "-o", "export", self.loop], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["blkid", "-p", "-o", "export", self.loop], capture_output=True, text=True
+        ).stdout
         info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         return info.get("TYPE", ""), info.get("LABEL", "")
 

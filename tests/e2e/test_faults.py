@@ -14,9 +14,13 @@ from tests.e2e.sandbox import Sandbox
 pytestmark = [_requirements]
 
 
-def when_printed(box: Sandbox, pattern: str, action, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def when_printed(
+    box: Sandbox, pattern: str, action, timeout: float = 240
+) -> subprocess.CompletedProcess[str]:
     """Run the wizard; call `action` once a line with `pattern` appears; return the finished run."""
-    proc = subprocess.Popen(box.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=box.env())
+    proc = subprocess.Popen(
+        box.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=box.env()
+    )
     lines: list[str] = []
     fired = False
     deadline = time.monotonic() + timeout

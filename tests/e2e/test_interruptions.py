@@ -68,10 +68,15 @@ def test_killed_everywhere_resumes_to_the_same_state(sandbox_factory, sig: int) 
     final = box.run()
     assert final.code == 0, final.stdout[-3000:] + final.stderr
     state = box.state()
-    assert all(rec["status"] in ("done", "skipped") for rec in state["steps"].values()), state["steps"]
+    assert all(rec["status"] in ("done", "skipped") for rec in state["steps"].values()), state[
+        "steps"
+    ]
     assert box.mkfs_calls() == 1, "the disk must be formatted exactly once"
     assert box.builds() == 1, "one build, however often the wizard was stopped"
     largest = max(p.stat().st_size for p in box.published["shards"])
-    assert box.bytes_served() <= box.shard_total() + largest, (box.bytes_served(), box.shard_total())
+    assert box.bytes_served() <= box.shard_total() + largest, (
+        box.bytes_served(),
+        box.shard_total(),
+    )
     assert box.mounted_label() == ("xfs", "leviathan")
     assert state["steps"]["deploy.health"]["artifacts"]["reply"]

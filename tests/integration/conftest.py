@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("mkfs.xfs") is None,
-                                reason="needs root, losetup and mkfs.xfs")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("mkfs.xfs") is None,
+    reason="needs root, losetup and mkfs.xfs",
+)
 
 
 def _detach(device: str, mountpoints: list[Path]) -> None:
     for mp in mountpoints:
         subprocess.run(["umount", "-l", str(mp)], capture_output=True)
-    found = subprocess.run(["findmnt", "-n", "-o", "TARGET", "--source", device], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(
+        ["findmnt", "-n", "-o", "TARGET", "--source", device], capture_output=True, text=True
+    ).stdout.split()
     for target in found:
         subprocess.run(["umount", "-l", target], capture_output=True)
     subprocess.run(["losetup", "-d", device], capture_output=True)
@@ -35,7 +39,9 @@ def loop_device(tmp_path: Path) -> Iterator[LoopDevice]:
 def make_loop(tmp_path: Path, size: int) -> Iterator[LoopDevice]:
     image = tmp_path / "disk.img"
     subprocess.run(["truncate", "-s", str(size), str(image)], check=True)
-    path = subprocess.run(["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
+    path = subprocess.run(
+        ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     dev = LoopDevice(path, image, size)
     try:
         yield dev

@@ -22,8 +22,14 @@ from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.state import State
 from tests.support.services import Registry, Sshd, buildah_shim, start_registry, start_sshd
 
-pytestmark = pytest.mark.skipif(not (shutil.which("buildah") and Path("/usr/sbin/sshd").exists() and shutil.which("docker-registry")),
-                                reason="needs buildah, openssh-server and docker-registry")
+pytestmark = pytest.mark.skipif(
+    not (
+        shutil.which("buildah")
+        and Path("/usr/sbin/sshd").exists()
+        and shutil.which("docker-registry")
+    ),
+    reason="needs buildah, openssh-server and docker-registry",
+)
 
 DOCKERFILE = """\
 ARG BASE_IMAGE=scratch
@@ -38,7 +44,10 @@ LABEL ktransformers.ref=${KTRANSFORMERS_REF}
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd, Registry, Path]]:
     base = tmp_path_factory.mktemp("buildhost")
     shim = buildah_shim(base / "bin", delay_s=3.0)
-    sshd = start_sshd(base / "sshd", env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"})
+    sshd = start_sshd(
+        base / "sshd",
+        env={"PATH": f"{shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
     registry = start_registry(base / "registry")
     yield sshd, registry, shim
     sshd.stop()
@@ -46,33 +55,62 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd, Regis
 
 
 def fingerprint(sshd: Sshd) -> str:
-    out = subprocess.run(["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()[1]
 
 
-def make_config(tmp_path: Path, sshd: Sshd, registry: Registry, dockerfile: str = DOCKERFILE, tag: str = "test") -> Config:
+def make_config(
+    tmp_path: Path, sshd: Sshd, registry: Registry, dockerfile: str = DOCKERFILE, tag: str = "test"
+) -> Config:
     context = tmp_path / "ctx"
     context.mkdir(exist_ok=True)
     (context / "Dockerfile.test").write_text(dockerfile)
     (context / "hello.txt").write_text("hello from the build context\n")
     (tmp_path / "ssh_config").write_text("")
-    return Config.model_validate({
-        "ssh": {"host": "127.0.0.1", "port": sshd.port, "user": "root", "identity_file": str(sshd.client_key),
-                "known_hosts": str(tmp_path / "known_hosts"), "ssh_config": str(tmp_path / "ssh_config"), "connect_timeout_s": 5},
-        "registry": {"address": registry.address, "scheme": "http"},
-        "build": {"image": f"omni/engine:{tag}", "base_image": "scratch", "builder": "buildah",
-                  "builder_global_flags": ["--storage-driver", "vfs"], "build_flags": ["--isolation", "chroot"],
-                  "dockerfile": str(context / "Dockerfile.test"), "context_files": [str(context / "hello.txt")],
-                  "remote_dir": str(tmp_path / "remote"), "timeout_s": 300},
-    })
+    return Config.model_validate(
+        {
+            "ssh": {
+                "host": "127.0.0.1",
+                "port": sshd.port,
+                "user": "root",
+                "identity_file": str(sshd.client_key),
+                "known_hosts": str(tmp_path / "known_hosts"),
+                "ssh_config": str(tmp_path / "ssh_config"),
+                "connect_timeout_s": 5,
+            },
+            "registry": {"address": registry.address, "scheme": "http"},
+            "build": {
+                "image": f"omni/engine:{tag}",
+                "base_image": "scratch",
+                "builder": "buildah",
+                "builder_global_flags": ["--storage-driver", "vfs"],
+                "build_flags": ["--isolation", "chroot"],
+                "dockerfile": str(context / "Dockerfile.test"),
+                "context_files": [str(context / "hello.txt")],
+                "remote_dir": str(tmp_path / "remote"),
+                "timeout_s": 300,
+            },
+        }
+    )
 
 
 class Run:
     def __init__(self, tmp_path: Path, config: Config, answers: dict[str, str]) -> None:
         self.events: list = []
         self.state = State.load(tmp_path / "state")
-        self.engine = Engine([BuildImageStep(), PushImageStep()], config=config, state=self.state,
-                             backends=real_backends(config), answerer=ReplayAnswerer(ReplayFile(None, {}, answers)), emit=self.events.append)
+        self.engine = Engine(
+            [BuildImageStep(), PushImageStep()],
+            config=config,
+            state=self.state,
+            backends=real_backends(config),
+            answerer=ReplayAnswerer(ReplayFile(None, {}, answers)),
+            emit=self.events.append,
+        )
 
     def go(self) -> int:
         return self.engine.run()
@@ -81,17 +119,38 @@ class Run:
         return [e for e in self.events if isinstance(e, StepFailed)]
 
     def log(self, step: str | None = None) -> list[str]:
-        return [e.line for e in self.events if isinstance(e, LogLine) and (step is None or e.step_id == step)]
+        return [
+            e.line
+            for e in self.events
+            if isinstance(e, LogLine) and (step is None or e.step_id == step)
+        ]
 
 
 def builds(shim: Path) -> int:
-    return sum(1 for line in (shim / "builder-calls.log").read_text().splitlines() if " build " in f" {line} ")
+    return sum(
+        1
+        for line in (shim / "builder-calls.log").read_text().splitlines()
+        if " build " in f" {line} "
+    )
 
 
 def manifest_digest(registry: Registry, repo: str, tag: str) -> str:
-    out = subprocess.run(["curl", "-sI", "-H", "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-                          f"http://{registry.address}/v2/{repo}/manifests/{tag}"], capture_output=True, text=True).stdout
-    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.lower().startswith("docker-content-digest"))
+    out = subprocess.run(
+        [
+            "curl",
+            "-sI",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            f"http://{registry.address}/v2/{repo}/manifests/{tag}",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in out.splitlines()
+        if line.lower().startswith("docker-content-digest")
+    )
 
 
 def test_unknown_host_key_is_a_question(host, tmp_path: Path) -> None:
@@ -116,7 +175,10 @@ def test_build_push_prove_then_resume_builds_nothing(host, tmp_path: Path) -> No
     assert any("Successfully tagged" in line or "COMMIT" in line for line in run.log())
     again = Run(tmp_path, config, {})
     assert again.go() == EXIT_OK
-    assert {e.step_id for e in again.events if isinstance(e, StepSkipped)} == {"build.image", "build.push"}
+    assert {e.step_id for e in again.events if isinstance(e, StepSkipped)} == {
+        "build.image",
+        "build.push",
+    }
     assert builds(shim) == before + 1
 
 
@@ -158,7 +220,9 @@ def test_wizard_killed_mid_build_reattaches_on_resume(host, tmp_path: Path) -> N
 def test_changed_host_key_is_refused_even_with_an_answer(host, tmp_path: Path) -> None:
     sshd, registry, _ = host
     config = make_config(tmp_path, sshd, registry, tag="changed")
-    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n")
+    (tmp_path / "known_hosts").write_text(
+        f"[127.0.0.1]:{sshd.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+    )
     run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
     assert run.go() == EXIT_STEP_FAILED
     assert "HOST KEY CHANGED" in run.failures()[0].error
@@ -166,20 +230,29 @@ def test_changed_host_key_is_refused_even_with_an_answer(host, tmp_path: Path) -
 
 def test_http_registry_refused_by_the_builder_gets_both_fixes(host, tmp_path: Path) -> None:
     sshd, registry, _ = host
-    broken = DOCKERFILE.replace("ARG BASE_IMAGE=scratch", f"ARG BASE_IMAGE={registry.address}/omni/engine:base")
+    broken = DOCKERFILE.replace(
+        "ARG BASE_IMAGE=scratch", f"ARG BASE_IMAGE={registry.address}/omni/engine:base"
+    )
     config = make_config(tmp_path, sshd, registry, dockerfile=broken, tag="http")
     config.build.base_image = f"{registry.address}/omni/engine:base"
     run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
     assert run.go() == EXIT_STEP_FAILED
     failure = run.failures()[0]
-    assert "plain HTTP" in failure.error and "server gave HTTP response to HTTPS client" in failure.error
+    assert (
+        "plain HTTP" in failure.error
+        and "server gave HTTP response to HTTPS client" in failure.error
+    )
     assert f'"insecure-registries": ["{registry.address}"]' in failure.hint
-    assert f"{registry.address}:" in failure.hint and f"http://{registry.address}" in failure.hint  # the Talos mirror patch
+    assert (
+        f"{registry.address}:" in failure.hint and f"http://{registry.address}" in failure.hint
+    )  # the Talos mirror patch
 
 
 def test_base_image_pull_failure_gets_the_hint(host, tmp_path: Path) -> None:
     sshd, registry, _ = host
-    broken = DOCKERFILE.replace("ARG BASE_IMAGE=scratch", f"ARG BASE_IMAGE={registry.address}/omni/engine:does-not-exist")
+    broken = DOCKERFILE.replace(
+        "ARG BASE_IMAGE=scratch", f"ARG BASE_IMAGE={registry.address}/omni/engine:does-not-exist"
+    )
     config = make_config(tmp_path, sshd, registry, dockerfile=broken, tag="broken")
     config.build.base_image = f"{registry.address}/omni/engine:does-not-exist"
     config.build.build_flags = ["--isolation", "chroot", "--tls-verify=false"]
@@ -205,5 +278,7 @@ def test_registry_down_at_push_then_resume(host, tmp_path: Path) -> None:
     again = Run(tmp_path, config, {})
     assert again.go() == EXIT_OK, again.failures()
     assert builds(shim) == builds_before  # the image was not built again
-    assert again.state.artifact("build.push", "digest") == manifest_digest(registry, "omni/engine", "regdown")
+    assert again.state.artifact("build.push", "digest") == manifest_digest(
+        registry, "omni/engine", "regdown"
+    )
     assert json.dumps(again.state.to_json())

@@ -30,7 +30,14 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     kube.workdir.mkdir()
     kube.add_node("gpu-0", memory="768Gi", ip="127.0.0.1")
     kube.start()
-    kube.namespaces["ai-workloads"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai-workloads", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}
+    kube.namespaces["ai-workloads"] = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": "ai-workloads",
+            "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+        },
+    }
     hub = HubStandIn()
     info = publish(hub, tmp_path / "hub", shards=2, mib_per_shard=2)
     hub.start()
@@ -43,11 +50,17 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def config_for(w: dict[str, Any], **deploy: Any) -> Config:
-    return Config.model_validate({
-        "cluster": {"kubeconfig": str(w["kube"].kubeconfig(w["tmp"] / "kubeconfig")), "node_name": "gpu-0", "pod_timeout_s": 3},
-        "model": {"endpoint": w["hub"].url},
-        "deploy": {"health_url": w["url"], "health_timeout_s": 20, **deploy},
-    })
+    return Config.model_validate(
+        {
+            "cluster": {
+                "kubeconfig": str(w["kube"].kubeconfig(w["tmp"] / "kubeconfig")),
+                "node_name": "gpu-0",
+                "pod_timeout_s": 3,
+            },
+            "model": {"endpoint": w["hub"].url},
+            "deploy": {"health_url": w["url"], "health_timeout_s": 20, **deploy},
+        }
+    )
 
 
 def seeded_state(w: dict[str, Any], memory: int = 768 * 2**30) -> State:
@@ -58,15 +71,27 @@ def seeded_state(w: dict[str, Any], memory: int = 768 * 2**30) -> State:
     state.set_artifact("preflight.node", "cpu", 64)
     state.set_artifact("preflight.node", "internal_ip", "127.0.0.1")
     state.set_artifact("download.fetch", "folder", FOLDER)
-    state.set_artifact("download.fetch", "plan", [{"name": p.name, "size": p.stat().st_size} for p in w["info"]["shards"]])
+    state.set_artifact(
+        "download.fetch",
+        "plan",
+        [{"name": p.name, "size": p.stat().st_size} for p in w["info"]["shards"]],
+    )
     state.set_artifact("build.push", "digest", "sha256:" + "ab" * 32)
     return state
 
 
-def run(w: dict[str, Any], config: Config, state: State, answers: dict[str, str] | None = None) -> tuple[int, list]:
+def run(
+    w: dict[str, Any], config: Config, state: State, answers: dict[str, str] | None = None
+) -> tuple[int, list]:
     events: list = []
-    engine = Engine(all_steps(), config=config, state=state, backends=real_backends(config),
-                    answerer=ReplayAnswerer(ReplayFile(None, {}, answers or {})), emit=events.append)
+    engine = Engine(
+        all_steps(),
+        config=config,
+        state=state,
+        backends=real_backends(config),
+        answerer=ReplayAnswerer(ReplayFile(None, {}, answers or {})),
+        emit=events.append,
+    )
     return engine.run(["deploy"]), events
 
 
@@ -91,31 +116,88 @@ def test_apply_rollout_health_and_rerun_only_checks(world) -> None:
     assert state.artifact("deploy.health", "reply") == "Ready and listening."
     logs = [e.line for e in events if isinstance(e, LogLine)]
     assert any("memory estimate from the GGUF tensor table" in line for line in logs)
-    assert any(r.range == "bytes=0-1048575" for r in world["hub"].requests)  # headers only, by Range
+    assert any(
+        r.range == "bytes=0-1048575" for r in world["hub"].requests
+    )  # headers only, by Range
     assert world["engine"].chats
     code, events = run(world, config, state)
     assert code == EXIT_OK
-    assert {e.step_id for e in events if isinstance(e, StepSkipped)} == {"deploy.apply", "deploy.health"}
+    assert {e.step_id for e in events if isinstance(e, StepSkipped)} == {
+        "deploy.apply",
+        "deploy.health",
+    }
     assert world["kube"].unimplemented == [] and world["kube"].rejected == []
 
 
 SCENARIOS = {
-    "http-registry": ({"phase": "Pending", "waiting_reason": "ImagePullBackOff",
-                       "waiting_message": 'Back-off pulling image: failed to do request: Head "https://192.168.3.10:5000/v2/omni/engine/manifests/x": http: server gave HTTP response to HTTPS client',
-                       "events": [("Failed", "Failed to pull image: http: server gave HTTP response to HTTPS client", "Warning")]},
-                      "plain HTTP", "registry-mirror"),
-    "gpu": ({"phase": "Pending", "unschedulable": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
-             "events": [("FailedScheduling", "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.", "Warning")]},
-            "no free NVIDIA GPU", "device plugin"),
-    "illegal": ({"phase": "Running", "waiting_reason": "CrashLoopBackOff", "last_terminated": "Error", "restarts": 3,
-                 "previous_log": "loading model\nIllegal instruction (core dumped)\n"},
-                "CPU instructions", "cpu_instruct"),
-    "oom": ({"phase": "Running", "waiting_reason": "CrashLoopBackOff", "last_terminated": "OOMKilled", "restarts": 1,
-             "previous_log": "loading layer 40 of 61\n"},
-            "OOMKilled", "more RAM"),
-    "mount": ({"phase": "Pending", "waiting_reason": "ContainerCreating",
-               "events": [("FailedMount", 'MountVolume.SetUp failed for volume "gguf" : hostPath type check failed: /var/mnt/data/models is not a directory', "Warning")]},
-              "hostPath volume", "storage phase"),
+    "http-registry": (
+        {
+            "phase": "Pending",
+            "waiting_reason": "ImagePullBackOff",
+            "waiting_message": 'Back-off pulling image: failed to do request: Head "https://192.168.3.10:5000/v2/omni/engine/manifests/x": http: server gave HTTP response to HTTPS client',
+            "events": [
+                (
+                    "Failed",
+                    "Failed to pull image: http: server gave HTTP response to HTTPS client",
+                    "Warning",
+                )
+            ],
+        },
+        "plain HTTP",
+        "registry-mirror",
+    ),
+    "gpu": (
+        {
+            "phase": "Pending",
+            "unschedulable": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+            "events": [
+                (
+                    "FailedScheduling",
+                    "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+                    "Warning",
+                )
+            ],
+        },
+        "no free NVIDIA GPU",
+        "device plugin",
+    ),
+    "illegal": (
+        {
+            "phase": "Running",
+            "waiting_reason": "CrashLoopBackOff",
+            "last_terminated": "Error",
+            "restarts": 3,
+            "previous_log": "loading model\nIllegal instruction (core dumped)\n",
+        },
+        "CPU instructions",
+        "cpu_instruct",
+    ),
+    "oom": (
+        {
+            "phase": "Running",
+            "waiting_reason": "CrashLoopBackOff",
+            "last_terminated": "OOMKilled",
+            "restarts": 1,
+            "previous_log": "loading layer 40 of 61\n",
+        },
+        "OOMKilled",
+        "more RAM",
+    ),
+    "mount": (
+        {
+            "phase": "Pending",
+            "waiting_reason": "ContainerCreating",
+            "events": [
+                (
+                    "FailedMount",
+                    'MountVolume.SetUp failed for volume "gguf" : hostPath type check failed: /var/mnt/data/models is not a directory',
+                    "Warning",
+                )
+            ],
+        },
+        "hostPath volume",
+        "storage phase",
+    ),
 }
 
 
@@ -130,7 +212,11 @@ def test_rollout_failures_are_explained(world, name: str) -> None:
     assert cause_text in fail.error, fail
     assert fix_text.lower() in fail.hint.lower(), fail
     if name == "illegal":
-        assert any("[previous container] Illegal instruction" in e.line for e in events if isinstance(e, LogLine))
+        assert any(
+            "[previous container] Illegal instruction" in e.line
+            for e in events
+            if isinstance(e, LogLine)
+        )
 
 
 def test_model_bigger_than_node_ram_is_refused_and_close_calls_need_accepting(world) -> None:
@@ -142,11 +228,18 @@ def test_model_bigger_than_node_ram_is_refused_and_close_calls_need_accepting(wo
     code, events = run(world, config, seeded_state(world, memory=int(shards * 0.78)))
     assert code == EXIT_UNANSWERED and "deploy.accept_risk" in failure(events).error
     world["tmp"].joinpath("state").joinpath("state.json").unlink()
-    code, events = run(world, config, seeded_state(world, memory=int(shards * 0.78)), {"deploy.accept_risk": "accept"})
+    code, events = run(
+        world,
+        config,
+        seeded_state(world, memory=int(shards * 0.78)),
+        {"deploy.accept_risk": "accept"},
+    )
     assert code == EXIT_OK
 
 
 def test_vllm_refused_when_gpus_cannot_hold_the_model(world) -> None:
     config = config_for(world, engine="vllm", gpu_memory_gib=0.001)
     code, events = run(world, config, seeded_state(world))
-    assert code == EXIT_STEP_FAILED and "vLLM keeps all weights in GPU memory" in failure(events).error
+    assert (
+        code == EXIT_STEP_FAILED and "vLLM keeps all weights in GPU memory" in failure(events).error
+    )

@@ -18,28 +18,53 @@ def agent(module: str, *args: str, shim: Path | None = None) -> tuple[int, list[
     env = run_env()
     if shim:
         env["PATH"] = f"{shim}{os.pathsep}{env['PATH']}"
-    proc = subprocess.run([sys.executable, "-m", f"leviathan_tui.agent.{module}", *args], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"leviathan_tui.agent.{module}", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, events, proc.stdout
 
 
-def disk_args(dev: LoopDevice, mountpoint: Path, serial: str = "", size: int | None = None) -> list[str]:
+def disk_args(
+    dev: LoopDevice, mountpoint: Path, serial: str = "", size: int | None = None
+) -> list[str]:
     dev.mountpoints.append(mountpoint)
-    return ["--device", dev.path, "--serial", serial, "--size", str(size or dev.size), "--label", "leviathan", "--mountpoint", str(mountpoint)]
+    return [
+        "--device",
+        dev.path,
+        "--serial",
+        serial,
+        "--size",
+        str(size or dev.size),
+        "--label",
+        "leviathan",
+        "--mountpoint",
+        str(mountpoint),
+    ]
 
 
 def mkfs_calls(tmp_path: Path) -> int:
     return len((tmp_path / "mkfs-calls.log").read_text().splitlines())
 
 
-def test_fresh_format_then_resume_without_mkfs(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_fresh_format_then_resume_without_mkfs(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     mp = tmp_path / "mnt"
     code, events, out = agent("disk", *disk_args(loop_device, mp), shim=mkfs_counter)
     assert code == 0, out
     assert events[-1]["status"] == "done" and events[-1]["formatted"] is True
     assert ">> MOUNTING" in out
     assert mkfs_calls(tmp_path) == 1
-    found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,LABEL", "--mountpoint", str(mp)], capture_output=True, text=True).stdout.split()
+    found = subprocess.run(
+        ["findmnt", "-n", "-o", "FSTYPE,LABEL", "--mountpoint", str(mp)],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert found == ["xfs", "leviathan"]
     assert events[-1]["free_bytes"] > 300 * 2**20
     # again: already ours and mounted -> nothing formatted
@@ -51,7 +76,9 @@ def test_fresh_format_then_resume_without_mkfs(loop_device: LoopDevice, tmp_path
     assert code == 0
 
 
-def test_killed_between_mkfs_and_mount_resumes_by_mounting(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_killed_between_mkfs_and_mount_resumes_by_mounting(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     subprocess.run(["mkfs.xfs", "-q", "-L", "leviathan", loop_device.path], check=True)
     mp = tmp_path / "mnt"
     code, events, out = agent("disk", *disk_args(loop_device, mp), shim=mkfs_counter)
@@ -61,43 +88,75 @@ def test_killed_between_mkfs_and_mount_resumes_by_mounting(loop_device: LoopDevi
     assert subprocess.run(["findmnt", "--mountpoint", str(mp)], capture_output=True).returncode == 0
 
 
-def test_foreign_filesystem_needs_the_second_confirmation(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_foreign_filesystem_needs_the_second_confirmation(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "family-photos", loop_device.path], check=True)
     mp = tmp_path / "mnt"
     code, events, _ = agent("disk", *disk_args(loop_device, mp), shim=mkfs_counter)
     assert code == 3
-    assert "ext4 label 'family-photos'" in events[-1]["reason"] and "second confirmation" in events[-1]["reason"]
+    assert (
+        "ext4 label 'family-photos'" in events[-1]["reason"]
+        and "second confirmation" in events[-1]["reason"]
+    )
     assert mkfs_calls(tmp_path) == 0
-    code, events, _ = agent("disk", *disk_args(loop_device, mp), "--allow-foreign-fs", shim=mkfs_counter)
+    code, events, _ = agent(
+        "disk", *disk_args(loop_device, mp), "--allow-foreign-fs", shim=mkfs_counter
+    )
     assert code == 0 and events[-1]["formatted"] is True
     assert mkfs_calls(tmp_path) == 1
 
 
-def test_mounted_device_is_refused(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_mounted_device_is_refused(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     subprocess.run(["mkfs.xfs", "-q", "-L", "someone", loop_device.path], check=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     subprocess.run(["mount", loop_device.path, str(elsewhere)], check=True)
     loop_device.mountpoints.append(elsewhere)
-    code, events, _ = agent("disk", *disk_args(loop_device, tmp_path / "mnt"), "--allow-foreign-fs", shim=mkfs_counter)
+    code, events, _ = agent(
+        "disk", *disk_args(loop_device, tmp_path / "mnt"), "--allow-foreign-fs", shim=mkfs_counter
+    )
     assert code == 3 and "mounted at" in events[-1]["reason"]
     assert mkfs_calls(tmp_path) == 0
 
 
-def test_serial_size_and_missing_device_are_refused(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_serial_size_and_missing_device_are_refused(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     mp = tmp_path / "mnt"
     code, events, _ = agent("disk", *disk_args(loop_device, mp, serial="S6XYZ"), shim=mkfs_counter)
     assert code == 3 and "serial mismatch" in events[-1]["reason"]
-    code, events, _ = agent("disk", *disk_args(loop_device, mp, size=loop_device.size + 4096), shim=mkfs_counter)
+    code, events, _ = agent(
+        "disk", *disk_args(loop_device, mp, size=loop_device.size + 4096), shim=mkfs_counter
+    )
     assert code == 3 and "size mismatch" in events[-1]["reason"]
-    code, events, _ = agent("disk", "--device", "/dev/does-not-exist", "--serial", "", "--size", "1", "--label", "leviathan", "--mountpoint", str(mp), shim=mkfs_counter)
+    code, events, _ = agent(
+        "disk",
+        "--device",
+        "/dev/does-not-exist",
+        "--serial",
+        "",
+        "--size",
+        "1",
+        "--label",
+        "leviathan",
+        "--mountpoint",
+        str(mp),
+        shim=mkfs_counter,
+    )
     assert code == 3 and "does not exist" in events[-1]["reason"]
     assert mkfs_calls(tmp_path) == 0
 
 
-def test_talos_system_label_is_refused(loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path) -> None:
+def test_talos_system_label_is_refused(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
     subprocess.run(["mkfs.xfs", "-q", "-L", "STATE", loop_device.path], check=True)
-    code, events, _ = agent("disk", *disk_args(loop_device, tmp_path / "mnt"), "--allow-foreign-fs", shim=mkfs_counter)
+    code, events, _ = agent(
+        "disk", *disk_args(loop_device, tmp_path / "mnt"), "--allow-foreign-fs", shim=mkfs_counter
+    )
     assert code == 3 and "Talos system disk" in events[-1]["reason"]
     assert mkfs_calls(tmp_path) == 0
 

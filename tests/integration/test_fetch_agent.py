@@ -29,17 +29,36 @@ def hub(tmp_path: Path) -> Iterator[tuple[HubStandIn, dict]]:
 
 
 def fetch_cmd(dest: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", GGUF_REPO, "--include", f"{FOLDER}/*.gguf",
-            "--dest", str(dest / FOLDER), "--config-repo", CONFIG_REPO, "--config-dest", str(dest / "config"),
-            "--retry-for", "60", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "leviathan_tui.agent.fetch",
+        "--repo",
+        GGUF_REPO,
+        "--include",
+        f"{FOLDER}/*.gguf",
+        "--dest",
+        str(dest / FOLDER),
+        "--config-repo",
+        CONFIG_REPO,
+        "--config-dest",
+        str(dest / "config"),
+        "--retry-for",
+        "60",
+        *extra,
+    ]
 
 
 def env_for(hub: HubStandIn) -> dict[str, str]:
     return run_env(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1")
 
 
-def run_fetch(hub: HubStandIn, dest: Path, *extra: str, timeout: float = 120) -> tuple[int, list[dict]]:
-    proc = subprocess.run(fetch_cmd(dest, *extra), capture_output=True, text=True, env=env_for(hub), timeout=timeout)
+def run_fetch(
+    hub: HubStandIn, dest: Path, *extra: str, timeout: float = 120
+) -> tuple[int, list[dict]]:
+    proc = subprocess.run(
+        fetch_cmd(dest, *extra), capture_output=True, text=True, env=env_for(hub), timeout=timeout
+    )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, events
 
@@ -56,7 +75,13 @@ def test_full_download_verifies_and_second_run_fetches_nothing(hub, tmp_path: Pa
     plan = next(e for e in events if e["event"] == "plan")
     names = {f["name"] for f in plan["files"]}
     assert {p.name for p in info["shards"]} <= names
-    assert {"config.json", "configuration_deepseek.py", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {
+        "config.json",
+        "configuration_deepseek.py",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     assert not any(n.endswith(".safetensors") for n in names)
     for shard in info["shards"]:
         assert sha(tmp_path / "data" / FOLDER / shard.name) == sha(shard)
@@ -75,7 +100,12 @@ def test_full_download_verifies_and_second_run_fetches_nothing(hub, tmp_path: Pa
 def test_server_outage_mid_shard_is_ridden_out(hub, tmp_path: Path) -> None:
     h, info = hub
     h.rate_bytes_s = 8 * 2**20
-    proc = subprocess.Popen(fetch_cmd(tmp_path / "data", "--parallel", "1"), stdout=subprocess.PIPE, text=True, env=env_for(h))
+    proc = subprocess.Popen(
+        fetch_cmd(tmp_path / "data", "--parallel", "1"),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env_for(h),
+    )
     time.sleep(1.2)
     h.outage(3.0)
     out, _ = proc.communicate(timeout=120)
@@ -90,10 +120,18 @@ def test_sigkill_mid_shard_resumes_with_range(hub, tmp_path: Path) -> None:
     h, info = hub
     h.rate_bytes_s = 6 * 2**20
     first = info["shards"][0]
-    proc = subprocess.Popen(fetch_cmd(tmp_path / "data", "--parallel", "1"), stdout=subprocess.PIPE, text=True, env=env_for(h), start_new_session=True)
+    proc = subprocess.Popen(
+        fetch_cmd(tmp_path / "data", "--parallel", "1"),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env_for(h),
+        start_new_session=True,
+    )
     partial = tmp_path / "data" / FOLDER / ".leviathan" / "partial" / f"{first.name}.part"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not partial.exists() or partial.stat().st_size < 2 * 2**20):
+    while time.monotonic() < deadline and (
+        not partial.exists() or partial.stat().st_size < 2 * 2**20
+    ):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -103,7 +141,11 @@ def test_sigkill_mid_shard_resumes_with_range(hub, tmp_path: Path) -> None:
     requests_before = len(h.requests)
     code, events = run_fetch(h, tmp_path / "data", "--parallel", "1")
     assert code == 0, events[-3:]
-    ranges = [r.range for r in h.requests[requests_before:] if r.method == "GET" and r.path.endswith(first.name)]
+    ranges = [
+        r.range
+        for r in h.requests[requests_before:]
+        if r.method == "GET" and r.path.endswith(first.name)
+    ]
     assert ranges and ranges[0] is not None
     offset = int(ranges[0].split("=")[1].split("-")[0])
     assert on_disk - 2 * 2**20 <= offset <= on_disk, (offset, on_disk)
@@ -151,11 +193,41 @@ def test_missing_shard_fails_the_gguf_set_check(hub, tmp_path: Path) -> None:
 
 def test_unknown_repo_and_quant_are_clear(hub, tmp_path: Path) -> None:
     h, _ = hub
-    proc = subprocess.run([sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", "nobody/nothing", "--include", "*.gguf", "--dest", str(tmp_path / "x")],
-                          capture_output=True, text=True, env=env_for(h), timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leviathan_tui.agent.fetch",
+            "--repo",
+            "nobody/nothing",
+            "--include",
+            "*.gguf",
+            "--dest",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env_for(h),
+        timeout=60,
+    )
     assert proc.returncode == 1 and "repository nobody/nothing not found" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "leviathan_tui.agent.fetch", "--repo", GGUF_REPO, "--include", "DeepSeek-V3-Q9_Z/*.gguf", "--dest", str(tmp_path / "x")],
-                          capture_output=True, text=True, env=env_for(h), timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leviathan_tui.agent.fetch",
+            "--repo",
+            GGUF_REPO,
+            "--include",
+            "DeepSeek-V3-Q9_Z/*.gguf",
+            "--dest",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env_for(h),
+        timeout=60,
+    )
     assert proc.returncode == 1 and "DeepSeek-V3-Q2_K_XS" in proc.stdout and FOLDER in proc.stdout
 
 

@@ -15,9 +15,19 @@ from tests.conftest import leviathan_cmd, run_env
 from tests.support.engine_standin import EngineStandIn
 
 
-def check(url: str, timeout: float, paths=("/health", "/v1/models"), attempts: list[str] | None = None):
-    return check_health(HttpBackend(), url, paths=paths, timeout_s=timeout, model_name="DeepSeek-V3",
-                        on_attempt=(attempts if attempts is not None else []).append, cancelled=threading.Event(), poll_s=0.3)
+def check(
+    url: str, timeout: float, paths=("/health", "/v1/models"), attempts: list[str] | None = None
+):
+    return check_health(
+        HttpBackend(),
+        url,
+        paths=paths,
+        timeout_s=timeout,
+        model_name="DeepSeek-V3",
+        on_attempt=(attempts if attempts is not None else []).append,
+        cancelled=threading.Event(),
+        poll_s=0.3,
+    )
 
 
 @pytest.fixture
@@ -87,8 +97,20 @@ def test_both_model_list_shapes() -> None:
 
 def test_health_command_exit_codes(engine) -> None:
     _, url = engine(flavour="ktransformers")
-    ok = subprocess.run(leviathan_cmd() + ["health", "--url", url, "--timeout", "10"], capture_output=True, text=True, env=run_env(), timeout=60)
+    ok = subprocess.run(
+        leviathan_cmd() + ["health", "--url", url, "--timeout", "10"],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "HEALTHY" in ok.stdout and "time to first token" in ok.stdout
-    bad = subprocess.run(leviathan_cmd() + ["health", "--url", "http://127.0.0.1:9", "--timeout", "1"], capture_output=True, text=True, env=run_env(), timeout=60)
+    bad = subprocess.run(
+        leviathan_cmd() + ["health", "--url", "http://127.0.0.1:9", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
     assert bad.returncode == 1 and "UNHEALTHY" in bad.stdout

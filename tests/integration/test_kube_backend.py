@@ -28,16 +28,25 @@ def standin(tmp_path: Path) -> Iterator[StandIn]:
 def backend(standin: StandIn, tmp_path: Path, retries: int = 3) -> KubeBackend:
     kubeconfig = standin.kubeconfig(tmp_path / "kubeconfig")
     messages: list[str] = []
-    kube = KubeBackend(ClusterConfig(kubeconfig=str(kubeconfig), api_retries=retries, node_name="gpu-0"), messages.append)
+    kube = KubeBackend(
+        ClusterConfig(kubeconfig=str(kubeconfig), api_retries=retries, node_name="gpu-0"),
+        messages.append,
+    )
     kube.retry_messages = messages  # type: ignore[attr-defined]
     return kube
 
 
 def sandbox_config(tmp_path: Path) -> Config:
-    return Config.model_validate({
-        "cluster": {"node_name": "gpu-0", "namespace": "ai-workloads"},
-        "storage": {"host_mount": str(tmp_path / "data"), "pod_mount": str(tmp_path / "data"), "agent_mount": "/opt/leviathan"},
-    })
+    return Config.model_validate(
+        {
+            "cluster": {"node_name": "gpu-0", "namespace": "ai-workloads"},
+            "storage": {
+                "host_mount": str(tmp_path / "data"),
+                "pod_mount": str(tmp_path / "data"),
+                "agent_mount": "/opt/leviathan",
+            },
+        }
+    )
 
 
 def test_nodes_namespace_and_psa_label(standin: StandIn, tmp_path: Path) -> None:
@@ -45,21 +54,37 @@ def test_nodes_namespace_and_psa_label(standin: StandIn, tmp_path: Path) -> None
     nodes = kube.list_nodes()
     assert [n.name for n in nodes] == ["gpu-0"]
     node = kube.get_node("gpu-0")
-    assert node and node.ready and node.gpus == 1 and node.memory_bytes == 768 * 2**30 and node.os_image == "Talos (v1.9.5)"
+    assert (
+        node
+        and node.ready
+        and node.gpus == 1
+        and node.memory_bytes == 768 * 2**30
+        and node.os_image == "Talos (v1.9.5)"
+    )
     assert kube.get_node("nope") is None
     config = sandbox_config(tmp_path)
     assert "created namespace" in kube.ensure_namespace(namespace(config))
     assert "exists with" in kube.ensure_namespace(namespace(config))
-    standin.namespaces["ai-workloads"]["metadata"]["labels"] = {"pod-security.kubernetes.io/enforce": "baseline"}
+    standin.namespaces["ai-workloads"]["metadata"]["labels"] = {
+        "pod-security.kubernetes.io/enforce": "baseline"
+    }
     message = kube.ensure_namespace(namespace(config))
-    assert "added pod-security.kubernetes.io/enforce=privileged" in message and "baseline" in message
+    assert (
+        "added pod-security.kubernetes.io/enforce=privileged" in message and "baseline" in message
+    )
     assert standin.unimplemented == []
 
 
-def test_privileged_pod_in_baseline_namespace_is_rejected_like_talos(standin: StandIn, tmp_path: Path) -> None:
+def test_privileged_pod_in_baseline_namespace_is_rejected_like_talos(
+    standin: StandIn, tmp_path: Path
+) -> None:
     kube = backend(standin, tmp_path)
     config = sandbox_config(tmp_path)
-    standin.namespaces["ai-workloads"] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai-workloads", "labels": {}}}
+    standin.namespaces["ai-workloads"] = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "ai-workloads", "labels": {}},
+    }
     kube.put_configmap(agent_configmap(config))
     with pytest.raises(KubeError) as err:
         kube.recreate_pod(agent_pod(config, "p", "probe", []))
@@ -78,7 +103,10 @@ def test_agent_pod_runs_and_logs_stream(standin: StandIn, tmp_path: Path) -> Non
     with pytest.raises(KubeError, match="waiting to start"):
         list(kube.follow_logs("ai-workloads", "probe-1"))  # like a real API while ContainerCreating
     deadline = time.monotonic() + 10
-    while kube.pod_status("ai-workloads", "probe-1").phase == "Pending" and time.monotonic() < deadline:
+    while (
+        kube.pod_status("ai-workloads", "probe-1").phase == "Pending"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     lines = list(kube.follow_logs("ai-workloads", "probe-1"))
     assert any(line.startswith(">> PROBING") for line in lines)
@@ -124,7 +152,9 @@ def test_invalid_object_gets_422_with_status(standin: StandIn, tmp_path: Path) -
 
 def test_unreachable_api_is_a_clear_message(tmp_path: Path) -> None:
     cfg = tmp_path / "kc"
-    cfg.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: x, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: u}}]\n")
+    cfg.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\nclusters: [{name: x, cluster: {server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: x, user: u}}]\n"
+    )
     kube = KubeBackend(ClusterConfig(kubeconfig=str(cfg), api_retries=1))
     with pytest.raises(KubeError, match="did not answer"):
         kube.list_nodes()
@@ -134,7 +164,9 @@ def test_unreachable_api_is_a_clear_message(tmp_path: Path) -> None:
     assert sys.executable
 
 
-def test_pod_stuck_pending_is_explained_within_the_timeout(standin: StandIn, tmp_path: Path) -> None:
+def test_pod_stuck_pending_is_explained_within_the_timeout(
+    standin: StandIn, tmp_path: Path
+) -> None:
     from leviathan_tui.backends import Backends
     from leviathan_tui.engine import Engine
     from leviathan_tui.events import StepFailed
@@ -150,8 +182,14 @@ def test_pod_stuck_pending_is_explained_within_the_timeout(standin: StandIn, tmp
     state = State.load(tmp_path / "state")
     state.set_status("preflight.node", "done")
     events: list = []
-    engine = Engine(all_steps(), config=config, state=state, backends=Backends(kube, None, None, None, None),
-                    answerer=ReplayAnswerer(ReplayFile(None, {}, {})), emit=events.append)
+    engine = Engine(
+        all_steps(),
+        config=config,
+        state=state,
+        backends=Backends(kube, None, None, None, None),
+        answerer=ReplayAnswerer(ReplayFile(None, {}, {})),
+        emit=events.append,
+    )
     start = time.monotonic()
     assert engine.run(["storage"]) == 1
     assert time.monotonic() - start < 15

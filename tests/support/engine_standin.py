@@ -73,7 +73,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(30)
             return
         if self.path == "/health" and e.flavour != "ktransformers":
-            self._send(503 if e.loading else 200, json.dumps({"status": "loading model" if e.loading else "ok"}).encode())
+            self._send(
+                503 if e.loading else 200,
+                json.dumps({"status": "loading model" if e.loading else "ok"}).encode(),
+            )
             return
         if self.path == "/v1/models":
             if e.loading:
@@ -83,7 +86,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif e.flavour == "ktransformers":
                 self._send(200, json.dumps([{"id": e.model, "name": e.model}]).encode())
             else:
-                self._send(200, json.dumps({"object": "list", "data": [{"id": e.model, "object": "model"}]}).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        {"object": "list", "data": [{"id": e.model, "object": "model"}]}
+                    ).encode(),
+                )
             return
         self._send(404, b'{"detail":"Not Found"}')
 
@@ -112,4 +120,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             self.close_connection = True
         else:
-            self._send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": "".join(words)}}]}).encode())
+            self._send(
+                200,
+                json.dumps(
+                    {"choices": [{"message": {"role": "assistant", "content": "".join(words)}}]}
+                ).encode(),
+            )

@@ -16,7 +16,9 @@ GGUF_REPO = "unsloth/DeepSeek-V3-GGUF"
 CONFIG_REPO = "deepseek-ai/DeepSeek-V3"
 
 
-def write_shards(directory: Path, count: int = 3, mib_per_shard: int = 8, folder: str = FOLDER) -> list[Path]:
+def write_shards(
+    directory: Path, count: int = 3, mib_per_shard: int = 8, folder: str = FOLDER
+) -> list[Path]:
     """`count` shards, each with one expert tensor (*_exps) and one dense tensor; split.* keys set."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
@@ -44,10 +46,21 @@ def write_shards(directory: Path, count: int = 3, mib_per_shard: int = 8, folder
 def write_config_files(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     files = {
-        "config.json": json.dumps({"architectures": ["DeepseekV3ForCausalLM"], "num_hidden_layers": 61, "hidden_size": 7168}, indent=2),
-        "configuration_deepseek.py": "# DeepSeek-V3 configuration (test copy)\nclass DeepseekV3Config:\n    model_type = 'deepseek_v3'\n" + "#" * 2000 + "\n",
+        "config.json": json.dumps(
+            {
+                "architectures": ["DeepseekV3ForCausalLM"],
+                "num_hidden_layers": 61,
+                "hidden_size": 7168,
+            },
+            indent=2,
+        ),
+        "configuration_deepseek.py": "# DeepSeek-V3 configuration (test copy)\nclass DeepseekV3Config:\n    model_type = 'deepseek_v3'\n"
+        + "#" * 2000
+        + "\n",
         "generation_config.json": json.dumps({"temperature": 0.3}),
-        "tokenizer.json": json.dumps({"model": {"type": "BPE", "vocab": {f"t{i}": i for i in range(500)}}}),
+        "tokenizer.json": json.dumps(
+            {"model": {"type": "BPE", "vocab": {f"t{i}": i for i in range(500)}}}
+        ),
         "tokenizer_config.json": json.dumps({"model_max_length": 16384}),
         "model-00001-of-00163.safetensors": "weights that must not be fetched" * 100,
     }
@@ -59,7 +72,9 @@ def write_config_files(directory: Path) -> list[Path]:
     return out
 
 
-def publish(hub: HubStandIn, workdir: Path, shards: int = 3, mib_per_shard: int = 8) -> dict[str, object]:
+def publish(
+    hub: HubStandIn, workdir: Path, shards: int = 3, mib_per_shard: int = 8
+) -> dict[str, object]:
     shard_paths = write_shards(workdir / "gguf", shards, mib_per_shard)
     for path in shard_paths:
         hub.add_file(GGUF_REPO, f"{FOLDER}/{path.name}", path)

@@ -54,10 +54,14 @@ class HubStandIn:
         self.repos: dict[str, HubRepo] = {}
         self.requests: list[Request] = []
         self.bytes_served: dict[str, int] = {}  # downloads (whole files and open-ended resumes)
-        self.prefix_bytes: dict[str, int] = {}  # bounded Range reads of a file's start (header sizing)
+        self.prefix_bytes: dict[
+            str, int
+        ] = {}  # bounded Range reads of a file's start (header sizing)
         self.lock = threading.Lock()
         self.down_until = 0.0
-        self.cut_after_bytes: int | None = None  # cut every transfer after this many bytes (while set)
+        self.cut_after_bytes: int | None = (
+            None  # cut every transfer after this many bytes (while set)
+        )
         self.rate_bytes_s: float | None = None
         self.corrupt: dict[str, int] = {}  # path -> how many more GETs serve one flipped byte
         self.server: ThreadingHTTPServer | None = None
@@ -65,7 +69,9 @@ class HubStandIn:
     # --- content --------------------------------------------------------------------------
 
     def add_file(self, repo_id: str, path: str, source: Path) -> HubFile:
-        repo = self.repos.setdefault(repo_id, HubRepo(repo_id, hashlib.sha1(repo_id.encode()).hexdigest()))
+        repo = self.repos.setdefault(
+            repo_id, HubRepo(repo_id, hashlib.sha1(repo_id.encode()).hexdigest())
+        )
         data = source.read_bytes() if source.stat().st_size < 64 * 2**20 else None
         sha256 = hashlib.sha256()
         with open(source, "rb") as handle:
@@ -106,7 +112,11 @@ class HubStandIn:
 
     def ranges_for(self, path: str) -> list[str | None]:
         with self.lock:
-            return [r.range for r in self.requests if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + path)]
+            return [
+                r.range
+                for r in self.requests
+                if r.method == "GET" and "/resolve/" in r.path and r.path.endswith("/" + path)
+            ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -132,7 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self) -> bool:
         with self.hub.lock:
-            self.hub.requests.append(Request(self.command, self.path, self.headers.get("Range"), time.time()))
+            self.hub.requests.append(
+                Request(self.command, self.path, self.headers.get("Range"), time.time())
+            )
         if self.hub.down:
             self.close_connection = True
             try:
@@ -191,11 +203,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": f"stand-in does not implement {self.command} {url.path}"})
 
     def _model_info(self, repo: HubRepo) -> None:
-        self._json(200, {
-            "_id": repo.sha[:24], "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha, "private": False,
-            "siblings": [{"rfilename": f.path, "size": f.size} for f in repo.files.values()],
-            "tags": [], "downloads": 0, "likes": 0,
-        })
+        self._json(
+            200,
+            {
+                "_id": repo.sha[:24],
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "sha": repo.sha,
+                "private": False,
+                "siblings": [{"rfilename": f.path, "size": f.size} for f in repo.files.values()],
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            },
+        )
 
     def _tree(self, repo: HubRepo, prefix: str) -> None:
         entries = []
@@ -205,11 +226,18 @@ class _Handler(BaseHTTPRequestHandler):
                 continue
             if "/" in f.path:
                 folders.add(f.path.rsplit("/", 1)[0])
-            entry: dict[str, object] = {"type": "file", "oid": f.git_oid, "size": f.size, "path": f.path}
+            entry: dict[str, object] = {
+                "type": "file",
+                "oid": f.git_oid,
+                "size": f.size,
+                "path": f.path,
+            }
             if f.is_lfs:
                 entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
             entries.append(entry)
-        entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(folders)]
+        entries += [
+            {"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(folders)
+        ]
         self._json(200, entries)
 
     def _resolve(self, repo: HubRepo, path: str) -> None:
@@ -219,7 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         etag = f'"{f.sha256 if f.is_lfs else f.git_oid}"'
         headers = {
-            "X-Repo-Commit": repo.sha, "ETag": etag, "Accept-Ranges": "bytes",
+            "X-Repo-Commit": repo.sha,
+            "ETag": etag,
+            "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }
         if f.is_lfs:
@@ -254,12 +284,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.hub.corrupt[path] -= 1
                 corrupt_at = f.size // 2
         sent = 0
-        counter = self.hub.prefix_bytes if (rng and start == 0 and end < f.size - 1) else self.hub.bytes_served
+        counter = (
+            self.hub.prefix_bytes
+            if (rng and start == 0 and end < f.size - 1)
+            else self.hub.bytes_served
+        )
         with open(f.data_path, "rb") as handle:
             handle.seek(start)
             position = start
             while sent < length:
-                if self.hub.down or (self.hub.cut_after_bytes is not None and sent >= self.hub.cut_after_bytes):
+                if self.hub.down or (
+                    self.hub.cut_after_bytes is not None and sent >= self.hub.cut_after_bytes
+                ):
                     self.close_connection = True
                     return
                 chunk = handle.read(min(256 * 1024, length - sent))

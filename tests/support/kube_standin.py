@@ -38,9 +38,19 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "details": details or {}, "code": code}
+def status_body(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": details or {},
+        "code": code,
+    }
 
 
 @dataclass
@@ -112,7 +122,9 @@ class StandIn:
         assert self.server is not None
         url = f"http://127.0.0.1:{self.server.server_address[1]}"
         doc = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sandbox",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sandbox",
             "clusters": [{"name": "sandbox", "cluster": {"server": url}}],
             "users": [{"name": "tester", "user": {"token": "sandbox-token"}}],
             "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "tester"}}],
@@ -120,18 +132,33 @@ class StandIn:
         path.write_text(yaml.safe_dump(doc))
         return path
 
-    def add_node(self, name: str, *, ready: bool = True, cpu: str = "64", memory: str = "768Gi", gpus: str = "1",
-                 os_image: str = "Talos (v1.9.5)", ip: str = "127.0.0.1") -> None:
-        self.nodes.append({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
-            "status": {
-                "allocatable": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                "nodeInfo": {"osImage": os_image, "kubeletVersion": f"v{self.version}"},
-                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-            },
-        })
+    def add_node(
+        self,
+        name: str,
+        *,
+        ready: bool = True,
+        cpu: str = "64",
+        memory: str = "768Gi",
+        gpus: str = "1",
+        os_image: str = "Talos (v1.9.5)",
+        ip: str = "127.0.0.1",
+    ) -> None:
+        self.nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "status": {
+                    "allocatable": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                    "nodeInfo": {"osImage": os_image, "kubeletVersion": f"v{self.version}"},
+                    "addresses": [
+                        {"type": "InternalIP", "address": ip},
+                        {"type": "Hostname", "address": name},
+                    ],
+                },
+            }
+        )
 
     # --- behaviour ------------------------------------------------------------------------
 
@@ -149,29 +176,47 @@ class StandIn:
         if labels.get(PSA, "baseline") == "privileged":
             return None
         problems = []
-        privileged = [c["name"] for c in pod["spec"].get("containers", []) if (c.get("securityContext") or {}).get("privileged")]
+        privileged = [
+            c["name"]
+            for c in pod["spec"].get("containers", [])
+            if (c.get("securityContext") or {}).get("privileged")
+        ]
         if privileged:
-            problems.append(f'privileged (container "{privileged[0]}" must not set securityContext.privileged=true)')
+            problems.append(
+                f'privileged (container "{privileged[0]}" must not set securityContext.privileged=true)'
+            )
         host_paths = [v["name"] for v in pod["spec"].get("volumes", []) if "hostPath" in v]
         if host_paths:
-            problems.append(f"hostPath volumes (volumes {', '.join(repr(h).replace(chr(39), chr(34)) for h in host_paths)})")
+            problems.append(
+                f"hostPath volumes (volumes {', '.join(repr(h).replace(chr(39), chr(34)) for h in host_paths)})"
+            )
         if not problems:
             return None
         return f'pods "{pod["metadata"]["name"]}" is forbidden: violates PodSecurity "baseline:latest": {", ".join(problems)}'
 
-    def event(self, namespace: str, name: str, reason: str, message: str, kind: str = "Normal") -> None:
+    def event(
+        self, namespace: str, name: str, reason: str, message: str, kind: str = "Normal"
+    ) -> None:
         with self.lock:
-            self.events.append({
-                "metadata": {"name": f"{name}.{uuid.uuid4().hex[:8]}", "namespace": namespace},
-                "involvedObject": {"kind": "Pod", "name": name, "namespace": namespace},
-                "reason": reason, "message": message, "type": kind, "count": 1,
-                "firstTimestamp": now(), "lastTimestamp": now(),
-            })
+            self.events.append(
+                {
+                    "metadata": {"name": f"{name}.{uuid.uuid4().hex[:8]}", "namespace": namespace},
+                    "involvedObject": {"kind": "Pod", "name": name, "namespace": namespace},
+                    "reason": reason,
+                    "message": message,
+                    "type": kind,
+                    "count": 1,
+                    "firstTimestamp": now(),
+                    "lastTimestamp": now(),
+                }
+            )
 
     def create_pod(self, namespace: str, manifest: dict[str, Any]) -> PodRun:
         name = manifest["metadata"]["name"]
         manifest = copy.deepcopy(manifest)
-        manifest["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), creationTimestamp=now(), resourceVersion="1")
+        manifest["metadata"].update(
+            namespace=namespace, uid=str(uuid.uuid4()), creationTimestamp=now(), resourceVersion="1"
+        )
         manifest["status"] = {"phase": "Pending"}
         run = PodRun(manifest, self.workdir / f"{namespace}-{name}-{uuid.uuid4().hex[:6]}.log")
         run.log_path.touch()
@@ -179,9 +224,17 @@ class StandIn:
             self.pods[(namespace, name)] = run
         node = manifest["spec"].get("nodeName")
         if node and not any(n["metadata"]["name"] == node for n in self.nodes):
-            self.event(namespace, name, "FailedScheduling", f"0/{len(self.nodes)} nodes are available: node \"{node}\" not found.", "Warning")
+            self.event(
+                namespace,
+                name,
+                "FailedScheduling",
+                f'0/{len(self.nodes)} nodes are available: node "{node}" not found.',
+                "Warning",
+            )
             return run
-        self.event(namespace, name, "Scheduled", f"Successfully assigned {namespace}/{name} to {node}")
+        self.event(
+            namespace, name, "Scheduled", f"Successfully assigned {namespace}/{name} to {node}"
+        )
         threading.Thread(target=self._start_pod, args=(namespace, run), daemon=True).start()
         return run
 
@@ -198,7 +251,9 @@ class StandIn:
                 if cm is None:
                     raise FileNotFoundError(f"configmap {volume['configMap']['name']} not found")
                 target = run.log_path.with_suffix(".cm") / mount["name"]
-                items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in cm["data"]]
+                items = volume["configMap"].get("items") or [
+                    {"key": k, "path": k} for k in cm["data"]
+                ]
                 for item in items:
                     dest = target / item["path"]
                     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +271,9 @@ class StandIn:
         try:
             mapping = self._materialize(namespace, run)
         except FileNotFoundError as err:
-            self.event(namespace, name, "FailedMount", f"MountVolume.SetUp failed: {err}", "Warning")
+            self.event(
+                namespace, name, "FailedMount", f"MountVolume.SetUp failed: {err}", "Warning"
+            )
             return
 
         def local(text: str) -> str:
@@ -237,9 +294,16 @@ class StandIn:
         command = [local(part) for part in container["command"] + container.get("args", [])]
         if command[0] in ("python3", "python"):
             command[0] = sys.executable  # the pod's Python is this machine's
-        self.event(namespace, name, "Pulled", f'Container image "{container["image"]}" already present on machine')
+        self.event(
+            namespace,
+            name,
+            "Pulled",
+            f'Container image "{container["image"]}" already present on machine',
+        )
         with open(run.log_path, "ab") as log:
-            run.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            run.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         run.phase = "Running"
         run.started = time.monotonic()
         self.event(namespace, name, "Started", f"Started container {container['name']}")
@@ -253,19 +317,44 @@ class StandIn:
         container = obj["spec"]["containers"][0]["name"]
         scheduled = {"type": "PodScheduled", "status": "True"}
         if run.unschedulable:
-            scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": run.unschedulable}
+            scheduled = {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": run.unschedulable,
+            }
         status: dict[str, Any] = {"phase": run.phase, "conditions": [scheduled]}
         if run.waiting_reason:
-            state: dict[str, Any] = {"waiting": {"reason": run.waiting_reason, "message": run.waiting_message}}
+            state: dict[str, Any] = {
+                "waiting": {"reason": run.waiting_reason, "message": run.waiting_message}
+            }
         elif run.phase == "Pending":
             state = {"waiting": {"reason": "ContainerCreating"}}
         elif run.phase == "Running":
             state = {"running": {"startedAt": now()}}
         else:
             state = {"terminated": {"exitCode": run.exit_code, "reason": run.reason}}
-        last = {"terminated": {"exitCode": 137 if run.last_terminated == "OOMKilled" else 1, "reason": run.last_terminated}} if run.last_terminated else {}
-        status["containerStatuses"] = [{"name": container, "ready": run.phase == "Running" and not run.waiting_reason, "restartCount": run.restarts,
-                                        "state": state, "image": obj["spec"]["containers"][0]["image"], "imageID": "", "lastState": last}]
+        last = (
+            {
+                "terminated": {
+                    "exitCode": 137 if run.last_terminated == "OOMKilled" else 1,
+                    "reason": run.last_terminated,
+                }
+            }
+            if run.last_terminated
+            else {}
+        )
+        status["containerStatuses"] = [
+            {
+                "name": container,
+                "ready": run.phase == "Running" and not run.waiting_reason,
+                "restartCount": run.restarts,
+                "state": state,
+                "image": obj["spec"]["containers"][0]["image"],
+                "imageID": "",
+                "lastState": last,
+            }
+        ]
         if run.unschedulable:
             status.pop("containerStatuses")
         obj["status"] = status
@@ -317,12 +406,21 @@ class _Handler(BaseHTTPRequestHandler):
             if match and verb == method:
                 kube_verb, resource = _rbac(method, path)
                 if (kube_verb, resource) in s.forbid:
-                    self._send(403, status_body(403, "Forbidden", f'{resource} is forbidden: User "tester" cannot {kube_verb} resource "{resource}" in API group "" in the namespace "{path.split("/")[4] if "/namespaces/" in path else ""}"'))
+                    self._send(
+                        403,
+                        status_body(
+                            403,
+                            "Forbidden",
+                            f'{resource} is forbidden: User "tester" cannot {kube_verb} resource "{resource}" in API group "" in the namespace "{path.split("/")[4] if "/namespaces/" in path else ""}"',
+                        ),
+                    )
                     return
                 handler(self, *match.groups(), query=query)
                 return
         s.unimplemented.append(f"{method} {self.path}")
-        self._send(501, status_body(501, "NotImplemented", f"stand-in does not implement {method} {path}"))
+        self._send(
+            501, status_body(501, "NotImplemented", f"stand-in does not implement {method} {path}")
+        )
 
     def do_GET(self) -> None:
         self._route("GET")
@@ -345,12 +443,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.standin.rejected.append(problem)
             kind = obj.get("kind", "Object")
             name = obj.get("metadata", {}).get("name", "")
-            self._send(422, status_body(422, "Invalid", f'{kind} "{name}" is invalid: {problem}', {"name": name, "kind": kind}))
+            self._send(
+                422,
+                status_body(
+                    422,
+                    "Invalid",
+                    f'{kind} "{name}" is invalid: {problem}',
+                    {"name": name, "kind": kind},
+                ),
+            )
             return True
         return False
 
     def _not_found(self, resource: str, name: str) -> None:
-        self._send(404, status_body(404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource}))
+        self._send(
+            404,
+            status_body(
+                404, "NotFound", f'{resource} "{name}" not found', {"name": name, "kind": resource}
+            ),
+        )
 
     # --- handlers -------------------------------------------------------------------------
 
@@ -359,7 +470,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"major": major, "minor": minor, "gitVersion": f"v{self.standin.version}"})
 
     def list_nodes(self, query: dict[str, str]) -> None:
-        self._send(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": self.standin.nodes})
+        self._send(
+            200,
+            {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": self.standin.nodes},
+        )
 
     def get_node(self, name: str, query: dict[str, str]) -> None:
         node = next((n for n in self.standin.nodes if n["metadata"]["name"] == name), None)
@@ -375,7 +489,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name = obj["metadata"]["name"]
         if name in self.standin.namespaces:
-            self._send(409, status_body(409, "AlreadyExists", f'namespaces "{name}" already exists'))
+            self._send(
+                409, status_body(409, "AlreadyExists", f'namespaces "{name}" already exists')
+            )
             return
         obj["status"] = {"phase": "Active"}
         self.standin.namespaces[name] = obj
@@ -387,7 +503,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found("namespaces", name)
             return
         patch = self._body()
-        ns["metadata"].setdefault("labels", {}).update((patch.get("metadata") or {}).get("labels") or {})
+        ns["metadata"].setdefault("labels", {}).update(
+            (patch.get("metadata") or {}).get("labels") or {}
+        )
         self._send(200, ns)
 
     def get_configmap(self, ns: str, name: str, query: dict[str, str]) -> None:
@@ -433,7 +551,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(403, status_body(403, "Forbidden", violation))
             return
         if (ns, obj["metadata"]["name"]) in self.standin.pods:
-            self._send(409, status_body(409, "AlreadyExists", f'pods "{obj["metadata"]["name"]}" already exists'))
+            self._send(
+                409,
+                status_body(
+                    409, "AlreadyExists", f'pods "{obj["metadata"]["name"]}" already exists'
+                ),
+            )
             return
         run = self.standin.create_pod(ns, obj)
         self._send(201, self.standin.pod_json(run))
@@ -458,12 +581,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found("pods", name)
             return
         if run.phase == "Pending":
-            self._send(400, status_body(400, "BadRequest", f'container "{run.manifest["spec"]["containers"][0]["name"]}" in pod "{name}" is waiting to start: ContainerCreating'))
+            self._send(
+                400,
+                status_body(
+                    400,
+                    "BadRequest",
+                    f'container "{run.manifest["spec"]["containers"][0]["name"]}" in pod "{name}" is waiting to start: ContainerCreating',
+                ),
+            )
             return
         follow = query.get("follow") == "true"
         if query.get("previous") == "true":
             if not run.previous_log:
-                self._send(400, status_body(400, "BadRequest", f'previous terminated container "engine" in pod "{name}" not found'))
+                self._send(
+                    400,
+                    status_body(
+                        400,
+                        "BadRequest",
+                        f'previous terminated container "engine" in pod "{name}" not found',
+                    ),
+                )
                 return
             data = run.previous_log.encode()
             self.send_response(200)
@@ -485,7 +622,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
                     offset += len(chunk)
                     continue
-                if not follow or run.phase in ("Succeeded", "Failed") or (ns, name) not in self.standin.pods:
+                if (
+                    not follow
+                    or run.phase in ("Succeeded", "Failed")
+                    or (ns, name) not in self.standin.pods
+                ):
                     break
                 time.sleep(0.05)
         except (BrokenPipeError, ConnectionResetError):
@@ -493,25 +634,48 @@ class _Handler(BaseHTTPRequestHandler):
 
     def list_events(self, ns: str, query: dict[str, str]) -> None:
         selector = query.get("fieldSelector", "")
-        name = selector.split("involvedObject.name=", 1)[1].split(",")[0] if "involvedObject.name=" in selector else None
+        name = (
+            selector.split("involvedObject.name=", 1)[1].split(",")[0]
+            if "involvedObject.name=" in selector
+            else None
+        )
         with self.standin.lock:
-            items = [e for e in self.standin.events if e["metadata"]["namespace"] == ns and (name is None or e["involvedObject"]["name"] == name)]
+            items = [
+                e
+                for e in self.standin.events
+                if e["metadata"]["namespace"] == ns
+                and (name is None or e["involvedObject"]["name"] == name)
+            ]
         self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items})
 
-    def _apply(self, store: dict[tuple[str, str], dict[str, Any]], ns: str, name: str, query: dict[str, str]) -> dict[str, Any] | None:
+    def _apply(
+        self,
+        store: dict[tuple[str, str], dict[str, Any]],
+        ns: str,
+        name: str,
+        query: dict[str, str],
+    ) -> dict[str, Any] | None:
         if "apply-patch" not in (self.headers.get("Content-Type") or ""):
-            self._send(415, status_body(415, "UnsupportedMediaType", "stand-in expects server-side apply"))
+            self._send(
+                415, status_body(415, "UnsupportedMediaType", "stand-in expects server-side apply")
+            )
             return None
         if not query.get("fieldManager"):
-            self._send(422, status_body(422, "Invalid", "fieldManager is required for apply requests"))
+            self._send(
+                422, status_body(422, "Invalid", "fieldManager is required for apply requests")
+            )
             return None
         obj = self._body()
         if self._invalid(obj):
             return None
         existing = store.get((ns, name))
         obj["metadata"]["namespace"] = ns
-        obj["metadata"]["generation"] = (existing or {}).get("metadata", {}).get("generation", 0) + (0 if existing and existing.get("spec") == obj.get("spec") else 1)
-        obj["metadata"]["managedFields"] = [{"manager": query["fieldManager"], "operation": "Apply"}]
+        obj["metadata"]["generation"] = (existing or {}).get("metadata", {}).get(
+            "generation", 0
+        ) + (0 if existing and existing.get("spec") == obj.get("spec") else 1)
+        obj["metadata"]["managedFields"] = [
+            {"manager": query["fieldManager"], "operation": "Apply"}
+        ]
         store[(ns, name)] = obj
         return obj
 
@@ -529,24 +693,57 @@ class _Handler(BaseHTTPRequestHandler):
         template = dep["spec"]["template"]
         pod_name = f"{dep['metadata']['name']}-{uuid.uuid4().hex[:9]}-{uuid.uuid4().hex[:5]}"
         with s.lock:
-            for key in [k for k, r in s.pods.items() if k[0] == ns and (r.manifest["metadata"].get("labels") or {}) == template["metadata"]["labels"]]:
+            for key in [
+                k
+                for k, r in s.pods.items()
+                if k[0] == ns
+                and (r.manifest["metadata"].get("labels") or {}) == template["metadata"]["labels"]
+            ]:
                 s.pods.pop(key)
-        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "namespace": ns, "labels": dict(template["metadata"]["labels"])}, "spec": copy.deepcopy(template["spec"])}
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": ns,
+                "labels": dict(template["metadata"]["labels"]),
+            },
+            "spec": copy.deepcopy(template["spec"]),
+        }
         run = PodRun(manifest, s.workdir / f"{pod_name}.log")
         run.log_path.touch()
         manifest["metadata"]["creationTimestamp"] = now()
         with s.lock:
             s.pods[(ns, pod_name)] = run
-        s.event(ns, pod_name, "Scheduled", f"Successfully assigned {ns}/{pod_name} to {template['spec'].get('nodeName')}")
+        s.event(
+            ns,
+            pod_name,
+            "Scheduled",
+            f"Successfully assigned {ns}/{pod_name} to {template['spec'].get('nodeName')}",
+        )
 
         def advance() -> None:
             time.sleep(s.deployment_pod_delay_s)
-            s.event(ns, pod_name, "Pulling", f'Pulling image "{template["spec"]["containers"][0]["image"]}"')
+            s.event(
+                ns,
+                pod_name,
+                "Pulling",
+                f'Pulling image "{template["spec"]["containers"][0]["image"]}"',
+            )
             if s.deployment_pod_script:
                 outcome = s.deployment_pod_script(manifest)
                 for reason, message, kind in outcome.get("events", []):
                     s.event(ns, pod_name, reason, message, kind)
-                for key in ("reason", "exit_code", "waiting_reason", "waiting_message", "unschedulable", "last_terminated", "restarts", "previous_log"):
+                for key in (
+                    "reason",
+                    "exit_code",
+                    "waiting_reason",
+                    "waiting_message",
+                    "unschedulable",
+                    "last_terminated",
+                    "restarts",
+                    "previous_log",
+                ):
                     if key in outcome:
                         setattr(run, key, outcome[key])
                 run.phase = outcome.get("phase", "Running")
@@ -583,7 +780,13 @@ def _rbac(method: str, path: str) -> tuple[str, str]:
     if parts[-1] == "log":
         resource = "pods/log"
     named = index + 1 < len(parts)
-    verb = {"GET": "get" if named else "list", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+    verb = {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete",
+    }[method]
     return verb, resource
 
 

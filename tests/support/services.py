@@ -43,8 +43,11 @@ class Sshd:
 
     def start(self) -> None:
         Path("/run/sshd").mkdir(exist_ok=True)
-        self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.directory / "sshd_config")],
-                                        stdout=subprocess.DEVNULL, stderr=open(self.directory / "sshd.log", "ab"))
+        self.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.directory / "sshd_config")],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "sshd.log", "ab"),
+        )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -57,7 +60,9 @@ class Sshd:
         """Cut every open SSH connection (the per-connection sshd children), keep the listener."""
         if not self.process:
             return
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
         for pid in out:
             try:
                 os.kill(int(pid), signal.SIGKILL)
@@ -67,24 +72,41 @@ class Sshd:
     def new_host_key(self) -> None:
         self.host_key.unlink()
         self.host_key.with_suffix(".pub").unlink()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True
+        )
         self.stop()
         self.start()
 
 
-def start_sshd(directory: Path, passphrase: str | None = None, env: dict[str, str] | None = None) -> Sshd:
+def start_sshd(
+    directory: Path, passphrase: str | None = None, env: dict[str, str] | None = None
+) -> Sshd:
     directory.mkdir(parents=True, exist_ok=True)
     host_key = directory / "ssh_host_ed25519_key"
     client_key = directory / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase or "", "-f", str(client_key)], check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase or "", "-f", str(client_key)],
+        check=True,
+    )
     shutil.copy(client_key.with_suffix(".pub"), directory / "authorized_keys")
     port = free_port()
     lines = [
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"AuthorizedKeysFile {directory / 'authorized_keys'}",
-        "UsePAM no", "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "Subsystem sftp internal-sftp",
-        f"PidFile {directory / 'sshd.pid'}", "LogLevel ERROR", "ClientAliveInterval 5",
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {host_key}",
+        f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+        "UsePAM no",
+        "StrictModes no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        "PermitRootLogin prohibit-password",
+        "Subsystem sftp internal-sftp",
+        f"PidFile {directory / 'sshd.pid'}",
+        "LogLevel ERROR",
+        "ClientAliveInterval 5",
     ]
     for key, value in (env or {}).items():
         lines.append(f"SetEnv {key}={value}")
@@ -105,8 +127,11 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(["docker-registry", "serve", str(self.directory / "config.yml")],
-                                        stdout=subprocess.DEVNULL, stderr=open(self.directory / "registry.log", "ab"))
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(self.directory / "config.yml")],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.directory / "registry.log", "ab"),
+        )
         wait_port(self.port)
         urllib.request.urlopen(f"http://{self.address}/v2/", timeout=5).read()
 
@@ -143,7 +168,7 @@ def buildah_shim(directory: Path, delay_s: float = 0.0) -> Path:
         f'case " $* " in\n'
         f'  *" build "*) {real} "$@"; code=$?; sleep {delay_s}; exit $code ;;\n'
         f'  *) exec {real} "$@" ;;\n'
-        f'esac\n'
+        f"esac\n"
     )
     (directory / "buildah").write_text(script)
     (directory / "buildah").chmod(0o755)

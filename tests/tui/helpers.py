@@ -21,11 +21,19 @@ from leviathan_tui.state import State
 
 def make_app(directory: Path, speed: float = 8.0) -> LeviathanApp:
     config = Config()
-    return LeviathanApp(config=config, state=State.load(directory), backends=dry_backends(config, speed=speed),
-                        only=None, directory=directory, dry_run=True)
+    return LeviathanApp(
+        config=config,
+        state=State.load(directory),
+        backends=dry_backends(config, speed=speed),
+        only=None,
+        directory=directory,
+        dry_run=True,
+    )
 
 
-async def walk(app: LeviathanApp, pilot, device: str = "/dev/nvme1n1", max_steps: int = 600) -> list[str]:
+async def walk(
+    app: LeviathanApp, pilot, device: str = "/dev/nvme1n1", max_steps: int = 600
+) -> list[str]:
     """Answer every screen like an operator; return the screens seen, in order."""
     seen: list[str] = []
     for _ in range(max_steps):

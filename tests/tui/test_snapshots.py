@@ -20,8 +20,12 @@ DEVICES = parse_lsblk(default_machine())
 
 
 def device_question() -> Question:
-    return Question("storage.device", "Which disk should hold the model?", kind="choice",
-                    choices=[device_choice(d, "leviathan") for d in DEVICES])
+    return Question(
+        "storage.device",
+        "Which disk should hold the model?",
+        kind="choice",
+        choices=[device_choice(d, "leviathan") for d in DEVICES],
+    )
 
 
 def test_device_screen(snap_compare) -> None:
@@ -29,7 +33,9 @@ def test_device_screen(snap_compare) -> None:
 
 
 def test_confirm_screen(snap_compare) -> None:
-    assert snap_compare(ScreenHost(ConfirmFormatScreen(confirm_question(DEVICES[1], ""))), terminal_size=SIZE)
+    assert snap_compare(
+        ScreenHost(ConfirmFormatScreen(confirm_question(DEVICES[1], ""))), terminal_size=SIZE
+    )
 
 
 def test_loud_confirm_screen(snap_compare) -> None:
@@ -38,13 +44,19 @@ def test_loud_confirm_screen(snap_compare) -> None:
 
 
 def test_host_key_question(snap_compare) -> None:
-    q = Question("ssh.host_key", "The build host 192.168.3.10 is not in known_hosts. Accept it?",
-                 presented="SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw")
+    q = Question(
+        "ssh.host_key",
+        "The build host 192.168.3.10 is not in known_hosts. Accept it?",
+        presented="SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw",
+    )
     assert snap_compare(ScreenHost(QuestionScreen(q)), terminal_size=SIZE)
 
 
 def test_resume_screen(snap_compare) -> None:
-    screen = ResumeScreen(["preflight.node: done", "storage.probe: done", "storage.format: running"], "2026-11-30T06:00:00Z")
+    screen = ResumeScreen(
+        ["preflight.node: done", "storage.probe: done", "storage.format: running"],
+        "2026-11-30T06:00:00Z",
+    )
     assert snap_compare(ScreenHost(screen), terminal_size=SIZE)
 
 

@@ -14,21 +14,46 @@ REPLAY = ROOT / "examples" / "dry-run-replay.yaml"
 
 
 def run(args: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(leviathan_cmd() + args, capture_output=True, text=True, timeout=timeout,
-                          env=run_env(LEVIATHAN_DRY_RUN_SPEED="8", **env))
+    return subprocess.run(
+        leviathan_cmd() + args,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=run_env(LEVIATHAN_DRY_RUN_SPEED="8", **env),
+    )
 
 
 def test_help_lists_the_surface() -> None:
     out = run(["--help"]).stdout
-    for flag in ("--config", "--state-dir", "--dry-run", "--machine", "--replay", "--only", "render", "status", "reset", "health"):
+    for flag in (
+        "--config",
+        "--state-dir",
+        "--dry-run",
+        "--machine",
+        "--replay",
+        "--only",
+        "render",
+        "status",
+        "reset",
+        "health",
+    ):
         assert flag in out
 
 
 def test_dry_run_replay_walks_every_step_and_a_second_run_only_checks(tmp_path: Path) -> None:
     result = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)])
     assert result.returncode == 0, result.stdout + result.stderr
-    for step in ("preflight.node", "storage.probe", "storage.format", "storage.verify_host", "download.fetch",
-                 "build.image", "build.push", "deploy.apply", "deploy.health"):
+    for step in (
+        "preflight.node",
+        "storage.probe",
+        "storage.format",
+        "storage.verify_host",
+        "download.fetch",
+        "build.image",
+        "build.push",
+        "deploy.apply",
+        "deploy.health",
+    ):
         assert f"{step}" in result.stdout and "done" in result.stdout
     assert "404.4 GB" in result.stdout  # the true size, not the plan's 100-150 GB
     assert "9 shards" in result.stdout
@@ -39,7 +64,9 @@ def test_dry_run_replay_walks_every_step_and_a_second_run_only_checks(tmp_path: 
 
 def test_missing_answer_exits_3_naming_the_question(tmp_path: Path) -> None:
     replay = tmp_path / "r.yaml"
-    replay.write_text("version: 1\nanswers:\n  storage.device: /dev/nvme1n1\n  ssh.host_key: 'SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw'\n")
+    replay.write_text(
+        "version: 1\nanswers:\n  storage.device: /dev/nvme1n1\n  ssh.host_key: 'SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw'\n"
+    )
     result = run(["--dry-run", "--state-dir", str(tmp_path / "s"), "--replay", str(replay)])
     assert result.returncode == 3, result.stdout + result.stderr
     assert "storage.confirm_format" in result.stderr
@@ -54,22 +81,60 @@ def test_refused_answers_exit_3(tmp_path: Path) -> None:
     }
     for device, why in cases.items():
         replay = tmp_path / "r.yaml"
-        replay.write_text(yaml.safe_dump({"version": 1, "answers": {"storage.device": device, "storage.confirm_format": device.rsplit("/", 1)[-1],
-                                                                       "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw"}}))
-        result = run(["--dry-run", "--state-dir", str(tmp_path / device.replace("/", "_")), "--replay", str(replay)])
+        replay.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 1,
+                    "answers": {
+                        "storage.device": device,
+                        "storage.confirm_format": device.rsplit("/", 1)[-1],
+                        "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw",
+                    },
+                }
+            )
+        )
+        result = run(
+            [
+                "--dry-run",
+                "--state-dir",
+                str(tmp_path / device.replace("/", "_")),
+                "--replay",
+                str(replay),
+            ]
+        )
         assert result.returncode == 3, result.stdout + result.stderr
         assert why in result.stderr
         assert "FORMATTING" not in result.stdout
     # a confirmation that names another device
-    replay.write_text(yaml.safe_dump({"version": 1, "answers": {"storage.device": "/dev/nvme1n1", "storage.confirm_format": "nvme2n1",
-                                                                   "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw"}}))
+    replay.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "answers": {
+                    "storage.device": "/dev/nvme1n1",
+                    "storage.confirm_format": "nvme2n1",
+                    "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw",
+                },
+            }
+        )
+    )
     result = run(["--dry-run", "--state-dir", str(tmp_path / "other"), "--replay", str(replay)])
     assert result.returncode == 3 and "nothing will be formatted" in result.stderr
     assert "FORMATTING" not in result.stdout
     # a recorded serial that no longer matches
-    replay.write_text(yaml.safe_dump({"version": 1, "answers": {"storage.device": "/dev/nvme1n1", "storage.device_serial": "OTHER",
-                                                                   "storage.confirm_format": "nvme1n1",
-                                                                   "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw"}}))
+    replay.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "answers": {
+                    "storage.device": "/dev/nvme1n1",
+                    "storage.device_serial": "OTHER",
+                    "storage.confirm_format": "nvme1n1",
+                    "ssh.host_key": "SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw",
+                },
+            }
+        )
+    )
     result = run(["--dry-run", "--state-dir", str(tmp_path / "serial"), "--replay", str(replay)])
     assert result.returncode == 3 and "not the recorded disk" in result.stderr
 
@@ -98,14 +163,21 @@ def test_bad_replay_and_config_files_exit_2_without_traceback(tmp_path: Path) ->
     assert result.returncode == 2 and "Traceback" not in result.stderr
     cfg = tmp_path / "bad-config.yaml"
     cfg.write_text("cluster:\n  namespace: 5\n")
-    result = run(["--dry-run", "--state-dir", str(state), "--config", str(cfg), "--replay", str(REPLAY)])
+    result = run(
+        ["--dry-run", "--state-dir", str(state), "--config", str(cfg), "--replay", str(REPLAY)]
+    )
     assert result.returncode == 2 and "cluster.namespace" in result.stderr
     assert (state / "dry-run" / "state.json").read_bytes() == saved
 
 
 def test_sigint_saves_state_exits_130_then_resume_finishes(tmp_path: Path) -> None:
-    proc = subprocess.Popen(leviathan_cmd() + ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"))
+    proc = subprocess.Popen(
+        leviathan_cmd() + ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
+    )
     deadline = time.monotonic() + 30
     seen = ""
     while time.monotonic() < deadline:
@@ -125,16 +197,25 @@ def test_sigint_saves_state_exits_130_then_resume_finishes(tmp_path: Path) -> No
 
 
 def test_only_with_undone_needs_exits_2(tmp_path: Path) -> None:
-    result = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "deploy"])
+    result = run(
+        ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "deploy"]
+    )
     assert result.returncode == 2
     assert "needs steps that are not done" in result.stderr
-    result = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"])
+    result = run(
+        ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]
+    )
     assert result.returncode == 0, result.stderr
     assert "build.push" in result.stdout and "storage.probe" not in result.stdout
 
 
 def test_status_and_reset(tmp_path: Path) -> None:
-    assert run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]).returncode == 0
+    assert (
+        run(
+            ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]
+        ).returncode
+        == 0
+    )
     out = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
     assert "build.push" in out and "done" in out
     no_tty = run(["reset", "--dry-run", "--state-dir", str(tmp_path)])
@@ -145,19 +226,82 @@ def test_status_and_reset(tmp_path: Path) -> None:
 
 def test_machine_file_drives_the_dry_run(tmp_path: Path) -> None:
     machine = tmp_path / "m.json"
-    machine.write_text(json.dumps({"blockdevices": [
-        {"name": "sda", "path": "/dev/sda", "size": 500107862016, "type": "disk", "model": "OS", "serial": "A1",
-         "fstype": None, "label": None, "mountpoints": [None], "rota": False, "tran": "sata",
-         "children": [{"name": "sda1", "path": "/dev/sda1", "size": 104857600, "type": "part", "fstype": "vfat", "label": "EFI", "mountpoints": [None]}]},
-        {"name": "nvme9n1", "path": "/dev/nvme9n1", "size": 7681501126656, "type": "disk", "model": "BIG", "serial": "Z9",
-         "fstype": None, "label": None, "mountpoints": [None], "rota": False, "tran": "nvme"}]}))
+    machine.write_text(
+        json.dumps(
+            {
+                "blockdevices": [
+                    {
+                        "name": "sda",
+                        "path": "/dev/sda",
+                        "size": 500107862016,
+                        "type": "disk",
+                        "model": "OS",
+                        "serial": "A1",
+                        "fstype": None,
+                        "label": None,
+                        "mountpoints": [None],
+                        "rota": False,
+                        "tran": "sata",
+                        "children": [
+                            {
+                                "name": "sda1",
+                                "path": "/dev/sda1",
+                                "size": 104857600,
+                                "type": "part",
+                                "fstype": "vfat",
+                                "label": "EFI",
+                                "mountpoints": [None],
+                            }
+                        ],
+                    },
+                    {
+                        "name": "nvme9n1",
+                        "path": "/dev/nvme9n1",
+                        "size": 7681501126656,
+                        "type": "disk",
+                        "model": "BIG",
+                        "serial": "Z9",
+                        "fstype": None,
+                        "label": None,
+                        "mountpoints": [None],
+                        "rota": False,
+                        "tran": "nvme",
+                    },
+                ]
+            }
+        )
+    )
     replay = tmp_path / "r.yaml"
-    replay.write_text("version: 1\nanswers:\n  storage.device: /dev/nvme9n1\n  storage.confirm_format: nvme9n1\n  ssh.host_key: 'SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw'\n")
-    result = run(["--dry-run", "--machine", str(machine), "--state-dir", str(tmp_path / "s"), "--replay", str(replay), "--only", "preflight,storage"])
+    replay.write_text(
+        "version: 1\nanswers:\n  storage.device: /dev/nvme9n1\n  storage.confirm_format: nvme9n1\n  ssh.host_key: 'SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw'\n"
+    )
+    result = run(
+        [
+            "--dry-run",
+            "--machine",
+            str(machine),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--replay",
+            str(replay),
+            "--only",
+            "preflight,storage",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     assert "/dev/sda  465.8 GiB  OS  unsafe: Talos system disk" in result.stdout
     assert "FORMATTING /dev/nvme9n1" in result.stdout
     garbage = tmp_path / "g.json"
     garbage.write_text("{}")
-    bad = run(["--dry-run", "--machine", str(garbage), "--state-dir", str(tmp_path / "s2"), "--replay", str(replay)])
+    bad = run(
+        [
+            "--dry-run",
+            "--machine",
+            str(garbage),
+            "--state-dir",
+            str(tmp_path / "s2"),
+            "--replay",
+            str(replay),
+        ]
+    )
     assert bad.returncode == 2 and "lsblk" in bad.stderr

@@ -48,7 +48,9 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_wrong_type_and_cache_rule(tmp_path: Path) -> None:
-    path = write(tmp_path, "deploy:\n  max_batch_size: 4\n  max_new_tokens: 4096\n  cache_lens: 8192\n")
+    path = write(
+        tmp_path, "deploy:\n  max_batch_size: 4\n  max_new_tokens: 4096\n  cache_lens: 8192\n"
+    )
     with pytest.raises(UsageError) as err:
         load_config(path)
     assert "cache_lens (8192) must be greater than" in str(err.value)

@@ -42,7 +42,14 @@ class Recorder:
 
 
 class Timed(Step):
-    def __init__(self, sid: str, needs: tuple[str, ...] = (), seconds: float = 0.0, fail: bool = False, phase: str = "p") -> None:
+    def __init__(
+        self,
+        sid: str,
+        needs: tuple[str, ...] = (),
+        seconds: float = 0.0,
+        fail: bool = False,
+        phase: str = "p",
+    ) -> None:
         self.id, self.title, self.needs, self.phase = sid, sid, needs, phase
         self.seconds, self.fail = seconds, fail
         self.span: tuple[float, float] | None = None
@@ -62,10 +69,18 @@ class Timed(Step):
         return "ok"
 
 
-def make(steps: list[Step], tmp_path: Path, answers: dict[str, Any] | None = None) -> tuple[Engine, Recorder]:
+def make(
+    steps: list[Step], tmp_path: Path, answers: dict[str, Any] | None = None
+) -> tuple[Engine, Recorder]:
     rec = Recorder()
-    engine = Engine(steps, config=Config(), state=State.load(tmp_path), backends=None,
-                    answerer=ReplayAnswerer(ReplayFile(None, {}, answers or {})), emit=rec)
+    engine = Engine(
+        steps,
+        config=Config(),
+        state=State.load(tmp_path),
+        backends=None,
+        answerer=ReplayAnswerer(ReplayFile(None, {}, answers or {})),
+        emit=rec,
+    )
     return engine, rec
 
 

@@ -30,12 +30,17 @@ def write(path: Path, tensors: dict[str, np.ndarray], pad_kv: int = 0) -> Path:
 
 
 def test_experts_go_to_ram_the_rest_and_kv_to_vram(tmp_path: Path) -> None:
-    a = write(tmp_path / "a.gguf", {
-        "blk.0.ffn_gate_exps.weight": np.zeros((64, 1024), dtype=np.float32),  # 256 KiB
-        "blk.0.ffn_up_exps.weight": np.zeros((64, 512), dtype=np.float16),  # 64 KiB
-        "blk.0.attn_q_a.weight": np.zeros((128, 256), dtype=np.float32),  # 128 KiB
-    })
-    b = write(tmp_path / "b.gguf", {"token_embd.weight": np.zeros((1000, 64), dtype=np.float16)})  # 125 KiB
+    a = write(
+        tmp_path / "a.gguf",
+        {
+            "blk.0.ffn_gate_exps.weight": np.zeros((64, 1024), dtype=np.float32),  # 256 KiB
+            "blk.0.ffn_up_exps.weight": np.zeros((64, 512), dtype=np.float16),  # 64 KiB
+            "blk.0.attn_q_a.weight": np.zeros((128, 256), dtype=np.float32),  # 128 KiB
+        },
+    )
+    b = write(
+        tmp_path / "b.gguf", {"token_embd.weight": np.zeros((1000, 64), dtype=np.float16)}
+    )  # 125 KiB
     headers = [read_local_header(str(a)), read_local_header(str(b))]
     est = estimate(headers, cache_lens=8192, experts_in_ram=True, overhead_bytes=1000)
     assert est.expert_bytes == 64 * 1024 * 4 + 64 * 512 * 2
@@ -48,7 +53,9 @@ def test_experts_go_to_ram_the_rest_and_kv_to_vram(tmp_path: Path) -> None:
 
 
 def test_header_read_from_a_prefix_asks_for_more_when_needed(tmp_path: Path) -> None:
-    path = write(tmp_path / "big-kv.gguf", {"x_exps": np.zeros((8, 8), dtype=np.float32)}, pad_kv=200_000)
+    path = write(
+        tmp_path / "big-kv.gguf", {"x_exps": np.zeros((8, 8), dtype=np.float32)}, pad_kv=200_000
+    )
     data = path.read_bytes()
     asked: list[int] = []
 
@@ -67,6 +74,8 @@ def test_not_a_gguf(tmp_path: Path) -> None:
     with pytest.raises(NotGguf):
         read_local_header(str(junk))
     truncated = tmp_path / "t.gguf"
-    truncated.write_bytes((write(tmp_path / "full.gguf", {"a": np.zeros(4, dtype=np.float32)})).read_bytes()[:30])
+    truncated.write_bytes(
+        (write(tmp_path / "full.gguf", {"a": np.zeros(4, dtype=np.float32)})).read_bytes()[:30]
+    )
     with pytest.raises(NotGguf):
         read_local_header(str(truncated))

@@ -37,13 +37,28 @@ def test_this_machine_root_disk_is_refused() -> None:
 
 
 def test_our_own_xfs_is_recognised() -> None:
-    devs = parse_lsblk({"blockdevices": [{"name": "nvme1n1", "path": "/dev/nvme1n1", "size": 10, "type": "disk",
-                                          "fstype": "xfs", "label": "leviathan", "mountpoints": [None]}]})
+    devs = parse_lsblk(
+        {
+            "blockdevices": [
+                {
+                    "name": "nvme1n1",
+                    "path": "/dev/nvme1n1",
+                    "size": 10,
+                    "type": "disk",
+                    "fstype": "xfs",
+                    "label": "leviathan",
+                    "mountpoints": [None],
+                }
+            ]
+        }
+    )
     verdict = assess(devs[0], "leviathan")
     assert verdict.ours and verdict.selectable
     assert not assess(devs[0], "other").ours
 
 
 def test_partition_and_rom_are_not_formattable() -> None:
-    devs = parse_lsblk({"blockdevices": [{"name": "sr0", "path": "/dev/sr0", "size": 1024, "type": "rom"}]})
+    devs = parse_lsblk(
+        {"blockdevices": [{"name": "sr0", "path": "/dev/sr0", "size": 1024, "type": "rom"}]}
+    )
     assert "cannot be formatted" in assess(devs[0], "leviathan").reason

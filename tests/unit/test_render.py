@@ -13,15 +13,32 @@ from tests.support.validate import OLDEST, newest, validate
 
 @pytest.mark.parametrize("version", [OLDEST, newest()])
 def test_render_writes_valid_manifests(tmp_path: Path, version: str) -> None:
-    result = subprocess.run(leviathan_cmd() + ["render", "--out", str(tmp_path), "--state-dir", str(tmp_path / "s")],
-                            capture_output=True, text=True, env=run_env(), timeout=60)
+    result = subprocess.run(
+        leviathan_cmd() + ["render", "--out", str(tmp_path), "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     kube_files = [p for p in tmp_path.glob("*.yaml") if not p.name.startswith("talos-")]
-    assert {p.name for p in kube_files} >= {"namespace.yaml", "sysadmin-logistics.yaml", "leviathan-deploy.yaml", "leviathan-service.yaml", "leviathan-agent-configmap.yaml"}
+    assert {p.name for p in kube_files} >= {
+        "namespace.yaml",
+        "sysadmin-logistics.yaml",
+        "leviathan-deploy.yaml",
+        "leviathan-service.yaml",
+        "leviathan-agent-configmap.yaml",
+    }
     for path in kube_files:
         validate(yaml.safe_load(path.read_text()), version)
-    assert (tmp_path / "Dockerfile.leviathan").read_text().startswith("# syntax=docker/dockerfile:1")
-    for name in ("talos-storage-patch-1.9.yaml", "talos-storage-patch-1.10.yaml", "talos-registry-patch.yaml"):
+    assert (
+        (tmp_path / "Dockerfile.leviathan").read_text().startswith("# syntax=docker/dockerfile:1")
+    )
+    for name in (
+        "talos-storage-patch-1.9.yaml",
+        "talos-storage-patch-1.10.yaml",
+        "talos-registry-patch.yaml",
+    ):
         assert yaml.safe_load((tmp_path / name).read_text())
 
 
@@ -36,7 +53,9 @@ def test_privileged_pod_fields() -> None:
     assert data["hostPath"] == {"path": "/var/mnt/data", "type": "DirectoryOrCreate"}
     mount = next(m for m in container["volumeMounts"] if m["name"] == "data")
     assert mount == {"name": "data", "mountPath": "/data", "mountPropagation": "Bidirectional"}
-    assert any(v["name"] == "dev" and v["hostPath"]["path"] == "/dev" for v in pod["spec"]["volumes"])
+    assert any(
+        v["name"] == "dev" and v["hostPath"]["path"] == "/dev" for v in pod["spec"]["volumes"]
+    )
 
 
 def test_deployment_fields_that_matter() -> None:
@@ -53,15 +72,24 @@ def test_deployment_fields_that_matter() -> None:
     args = container["args"]
     assert "--web" not in args
     flags = dict(zip(args[::2], args[1::2], strict=True))
-    assert flags["--port"] == "30000" and flags["--host"] == "0.0.0.0" and flags["--cpu_infer"] == "62"
+    assert (
+        flags["--port"] == "30000" and flags["--host"] == "0.0.0.0" and flags["--cpu_infer"] == "62"
+    )
     assert flags["--backend_type"] == "balance_serve"
-    assert int(flags["--cache_lens"]) > int(flags["--max_batch_size"]) * int(flags["--max_new_tokens"])
+    assert int(flags["--cache_lens"]) > int(flags["--max_batch_size"]) * int(
+        flags["--max_new_tokens"]
+    )
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models"
-    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 3600
+    assert (
+        container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"]
+        >= 3600
+    )
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
     assert volumes["gguf"]["hostPath"]["path"] == "/var/mnt/data/models/deepseek-v3-gguf/Q4_K_M"
-    assert all(m["readOnly"] for m in container["volumeMounts"] if m["name"] in ("gguf", "model-config"))
+    assert all(
+        m["readOnly"] for m in container["volumeMounts"] if m["name"] in ("gguf", "model-config")
+    )
     svc = service(c)
     assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["nodePort"] == 30000
     validate(dep, newest())
@@ -71,7 +99,10 @@ def test_deployment_fields_that_matter() -> None:
 def test_llamacpp_engine_uses_first_shard_and_cpu_moe() -> None:
     c = Config.model_validate({"deploy": {"engine": "llamacpp"}})
     spec = engine_spec(c, first_shard="DeepSeek-V3-Q4_K_M-00001-of-00009.gguf")
-    assert "--cpu-moe" in spec.args and "/models/gguf/DeepSeek-V3-Q4_K_M-00001-of-00009.gguf" in spec.args
+    assert (
+        "--cpu-moe" in spec.args
+        and "/models/gguf/DeepSeek-V3-Q4_K_M-00001-of-00009.gguf" in spec.args
+    )
     assert spec.health_paths == ("/health",)
     validate(deployment(c, spec=spec), OLDEST)
 
@@ -83,7 +114,10 @@ def test_talos_patch_follows_the_version() -> None:
     assert doc["machine"]["kubelet"]["extraMounts"][0]["options"] == ["bind", "rshared", "rw"]
     why, patch = talos_storage_patch(c, (1, 10), "S64HNE0R812345")
     doc = yaml.safe_load(patch)
-    assert doc["kind"] == "UserVolumeConfig" and "S64HNE0R812345" in doc["provisioning"]["diskSelector"]["match"]
+    assert (
+        doc["kind"] == "UserVolumeConfig"
+        and "S64HNE0R812345" in doc["provisioning"]["diskSelector"]["match"]
+    )
 
 
 def test_render_all_in_process_matches_dockerfile_asset() -> None:

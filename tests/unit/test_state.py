@@ -49,7 +49,10 @@ def test_kill_9_during_save_loop_never_leaves_a_partial_file(tmp_path: Path) -> 
         data = json.loads((tmp_path / "state.json").read_text())
         counter = data["steps"]["x.y"]["artifacts"]["counter"]
         assert counter >= 1
-        assert len(data["steps"]["x.y"]["artifacts"]["blob"]) in (counter % 5000, (counter - 1) % 5000)
+        assert len(data["steps"]["x.y"]["artifacts"]["blob"]) in (
+            counter % 5000,
+            (counter - 1) % 5000,
+        )
 
 
 def test_corrupt_file_is_kept_aside(state_dir: Path) -> None:
@@ -72,8 +75,14 @@ def test_unknown_schema_version_is_kept_aside(state_dir: Path) -> None:
 
 def test_second_holder_is_refused_naming_the_pid(state_dir: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pathlib import Path; from leviathan_tui.state import SessionLock; import time; l=SessionLock(Path({str(state_dir)!r})); l.acquire(); print('locked', flush=True); time.sleep(30)"],
-        stdout=subprocess.PIPE, text=True, env=run_env(),
+        [
+            sys.executable,
+            "-c",
+            f"from pathlib import Path; from leviathan_tui.state import SessionLock; import time; l=SessionLock(Path({str(state_dir)!r})); l.acquire(); print('locked', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=run_env(),
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
