@@ -60,10 +60,16 @@ def test_killed_everywhere_resumes_to_the_same_state(sandbox_factory, sig: int) 
         assert code in expected, (remaining[matched], code, output[-1500:])
         hit.append(remaining.pop(matched))
     print(f"interrupted at {len(hit)} of {len(POINTS)} points: {hit}")
-    # the steps run concurrently and detached work goes on while the wizard is down, so a point
-    # can pass unseen; every phase must still have been interrupted
-    assert len(hit) >= 9, log
-    for phase in ("probe", "format", "download", "build", "push", "apply", "health"):
+    # the steps run concurrently and detached work goes on while the wizard is down (SIGINT also
+    # gives running steps a grace period), so a point can pass unseen; what must hold is that the
+    # wizard was stopped in every phase it could be and always came back to the same end state
+    minimum, phases = (
+        (11, ("probe", "format", "download", "build", "push", "apply", "health"))
+        if sig == signal.SIGKILL
+        else (7, ("probe", "format", "download", "apply"))
+    )
+    assert len(hit) >= minimum, log
+    for phase in phases:
         assert any(h.startswith(phase) for h in hit), (phase, log)
     final = box.run()
     assert final.code == 0, final.stdout[-3000:] + final.stderr
