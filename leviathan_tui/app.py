@@ -12,8 +12,9 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical as Pane
 from textual.message import Message
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 
 from leviathan_tui.config import Config
 from leviathan_tui.engine import Engine
@@ -132,6 +133,10 @@ class LeviathanApp(App[int]):
     BINDINGS = [
         Binding("q", "quit_app", "Quit"),
         Binding("v", "verify_again", "Verify model files again"),
+        *(
+            Binding(str(i), f"phase({i})", f"{name}", show=False)
+            for i, name in enumerate(PHASE_TABS, 1)
+        ),
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
     ]
 
@@ -183,26 +188,27 @@ class LeviathanApp(App[int]):
                 [(s.id, s.title, self.state.status(s.id)) for s in self.steps], id="steps"
             )
             with Vertical(id="main"):
-                with TabbedContent(id="phases"):
-                    with TabPane("preflight", id="tab-preflight"):
+                yield Static(self._phase_bar("preflight"), id="phase-bar")
+                with ContentSwitcher(initial="pane-preflight", id="phases"):
+                    with Pane(id="pane-preflight", classes="pane"):
                         yield Static(
                             "Checks the node, the namespace's Pod Security label, and prints the Talos patch.",
                             id="preflight-info",
                         )
-                    with TabPane("storage", id="tab-storage"):
+                    with Pane(id="pane-storage", classes="pane"):
                         yield Static(
                             "Lists the node's disks; you choose one and confirm the format.",
                             id="storage-info",
                         )
-                    with TabPane("download", id="tab-download"):
+                    with Pane(id="pane-download", classes="pane"):
                         yield DownloadPanel(id="download-panel")
-                    with TabPane("build", id="tab-build"):
+                    with Pane(id="pane-build", classes="pane"):
                         yield Static(
                             "Builds the engine image on the build host over SSH.", id="build-info"
                         )
                         yield Static("", id="build-elapsed")
                         yield Static("", id="build-hint", classes="hint")
-                    with TabPane("deploy", id="tab-deploy"):
+                    with Pane(id="pane-deploy", classes="pane"):
                         yield Static(
                             "Applies the Deployment and Service, follows the rollout, checks health.",
                             id="deploy-info",
@@ -218,7 +224,8 @@ class LeviathanApp(App[int]):
         self.step_list = self.query_one(StepList)
         self.log_pane = self.query_one(LogPane)
         self.download_panel = self.query_one(DownloadPanel)
-        self.phase_tabs = self.query_one(TabbedContent)
+        self.phase_switcher = self.query_one(ContentSwitcher)
+        self.phase_bar = self.query_one("#phase-bar", Static)
         self.build_elapsed = self.query_one("#build-elapsed", Static)
         self.panels = {
             name: self.query_one(f"#{name}", Static)
@@ -274,7 +281,7 @@ class LeviathanApp(App[int]):
             emit=self._emit,
         )
         self.engine_running = True
-        self.phase_tabs.active = "tab-download"
+        self.show_phase("download")
         self.run_engine()
 
     def _tick(self) -> None:
@@ -356,10 +363,24 @@ class LeviathanApp(App[int]):
                 ):
                     self.push_screen(SummaryScreen(self.summary_lines()))
 
+    @staticmethod
+    def _phase_bar(current: str) -> str:
+        return "  ".join(
+            f"[reverse] {i} {p} [/reverse]" if p == current else f" {i} {p} "
+            for i, p in enumerate(PHASE_TABS, 1)
+        )
+
+    def show_phase(self, phase: str) -> None:
+        self.phase_switcher.current = f"pane-{phase}"
+        self.phase_bar.update(self._phase_bar(phase))
+
+    def action_phase(self, number: int) -> None:
+        self.show_phase(PHASE_TABS[number - 1])
+
     def _show_phase(self, step_id: str) -> None:
         phase = self.engine.by_id[step_id].phase if step_id in self.engine.by_id else ""
         if phase in PHASE_TABS:
-            self.phase_tabs.active = f"tab-{phase}"
+            self.show_phase(phase)
 
     def on_ask_operator(self, message: AskOperator) -> None:
         # steps run in parallel and may ask at once: one question on screen at a time
