@@ -88,6 +88,11 @@ class ReplayAnswerer:
         self._lock = threading.Lock()
 
     def answer(self, question: Question, cancelled: threading.Event) -> Any:
+        if question.details.get("secret"):
+            raise UnansweredQuestion(
+                f"{question.id} ({question.prompt}) is a secret: it is never read from a replay file",
+                "load the key into ssh-agent (ssh-add) or set LEVIATHAN_SSH_PASSPHRASE for this run",
+            )
         with self._lock:
             if question.id not in self.replay.answers:
                 where = f" to {self.replay.path}" if self.replay.path else ""

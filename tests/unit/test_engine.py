@@ -159,3 +159,18 @@ def test_only_refuses_phases_whose_needs_are_not_done(tmp_path: Path) -> None:
     engine2, rec = make([Timed("a", phase="storage"), Timed("b", ("a",), phase="deploy")], tmp_path)
     assert engine2.run(["deploy"]) == EXIT_OK
     assert rec.of(StepStarted) == ["b"]
+
+
+def test_secrets_are_never_answered_from_a_replay_file(tmp_path: Path) -> None:
+    class AsksSecret(Step):
+        id, title, phase = "ssh.connect", "asks", "p"
+
+        def run(self, ctx: StepContext) -> str:
+            ctx.ask(Question("ssh.passphrase", "Passphrase for key", details={"secret": True}))
+            return "never"
+
+    engine, rec = make([AsksSecret()], tmp_path, {"ssh.passphrase": "hunter2"})
+    assert engine.run() == EXIT_UNANSWERED
+    failure = next(e for e in rec.events if isinstance(e, StepFailed))
+    assert "never read from a replay file" in failure.error and "ssh-agent" in failure.hint
+    assert "hunter2" not in (tmp_path / "state.json").read_text()
