@@ -172,6 +172,21 @@ def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> As
     return Assessment(True, "", False, foreign)
 
 
+def device_event(device: BlockDevice, label: str, mountpoint: str | None = None) -> dict[str, Any]:
+    """The fields of the probe's `device` event: what the device is and whether it may be used."""
+    verdict = assess(device, label, mountpoint)
+    return {
+        "path": device.path,
+        "size": device.size,
+        "model": device.model,
+        "serial": device.serial,
+        "selectable": verdict.selectable,
+        "reason": verdict.reason,
+        "ours": verdict.ours,
+        "foreign": verdict.foreign,
+    }
+
+
 def human_size(size: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":

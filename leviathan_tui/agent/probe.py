@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from leviathan_tui.agent._emit import emit, milestone, result
-from leviathan_tui.agent.lsblk import assess, enrich, parse_lsblk, run_lsblk
+from leviathan_tui.agent.lsblk import device_event, enrich, parse_lsblk, run_lsblk
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,18 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.CalledProcessError, ValueError) as err:
         return result("failed", f"lsblk failed: {err}")
     for dev in devices:
-        verdict = assess(dev, args.label, args.mountpoint)
-        emit(
-            "device",
-            path=dev.path,
-            size=dev.size,
-            model=dev.model,
-            serial=dev.serial,
-            selectable=verdict.selectable,
-            reason=verdict.reason,
-            ours=verdict.ours,
-            foreign=verdict.foreign,
-        )
+        emit("device", **device_event(dev, args.label, args.mountpoint))
     milestone(f"FOUND {len(devices)} block devices")
     return result("done", devices=[d.to_json() for d in devices])
 

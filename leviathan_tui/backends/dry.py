@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from importlib.resources import files
 from typing import Any
 
-from leviathan_tui.agent.lsblk import BlockDevice, assess, parse_lsblk
+from leviathan_tui.agent.lsblk import BlockDevice, assess, device_event, parse_lsblk
 from leviathan_tui.backends.hub import DownloadPlan, PlanFile
 from leviathan_tui.backends.kube import NodeInfo, PodStatus
 from leviathan_tui.backends.registry import ManifestInfo
@@ -219,18 +219,7 @@ class DryKube:
         yield ">> PROBING block devices"
         self._sleep(0.4)
         for dev in self.devices:
-            verdict = assess(dev, label)
-            yield _line(
-                "device",
-                path=dev.path,
-                size=dev.size,
-                model=dev.model,
-                serial=dev.serial,
-                selectable=verdict.selectable,
-                reason=verdict.reason,
-                ours=verdict.ours,
-                foreign=verdict.foreign,
-            )
+            yield _line("device", **device_event(dev, label))
         yield _line("result", status="done", reason="", devices=[d.to_json() for d in self.devices])
 
     def _find(self, path: str) -> BlockDevice | None:

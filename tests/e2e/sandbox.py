@@ -30,7 +30,7 @@ from tests.support.engine_standin import EngineStandIn
 from tests.support.gguf_shards import publish
 from tests.support.hub_standin import HubStandIn
 from tests.support.kube_standin import StandIn
-from tests.support.services import Registry, Sshd
+from tests.support.services import Registry, Sshd, fingerprint
 
 DOCKERFILE = """\
 ARG BASE_IMAGE=scratch
@@ -53,16 +53,6 @@ def free_node_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port in the NodePort range")
-
-
-def fingerprint(sshd: Sshd) -> str:
-    out = subprocess.run(
-        ["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()[1]
 
 
 @dataclass

@@ -20,7 +20,14 @@ from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases.build import BuildImageStep, PushImageStep
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.state import State
-from tests.support.services import Registry, Sshd, buildah_shim, start_registry, start_sshd
+from tests.support.services import (
+    Registry,
+    Sshd,
+    buildah_shim,
+    fingerprint,
+    start_registry,
+    start_sshd,
+)
 
 pytestmark = pytest.mark.skipif(
     not (
@@ -52,16 +59,6 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd, Regis
     yield sshd, registry, shim
     sshd.stop()
     registry.stop()
-
-
-def fingerprint(sshd: Sshd) -> str:
-    out = subprocess.run(
-        ["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()[1]
 
 
 def make_config(

@@ -79,6 +79,17 @@ class Sshd:
         self.start()
 
 
+def fingerprint(sshd: Sshd) -> str:
+    """The SHA256 fingerprint of the test sshd's host key, as ssh-keygen prints it."""
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(sshd.host_key.with_suffix(".pub"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()[1]
+
+
 def start_sshd(
     directory: Path, passphrase: str | None = None, env: dict[str, str] | None = None
 ) -> Sshd:
