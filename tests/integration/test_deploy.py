@@ -134,7 +134,7 @@ SCENARIOS = {
         {
             "phase": "Pending",
             "waiting_reason": "ImagePullBackOff",
-            "waiting_message": 'Back-off pulling image: failed to do request: Head "https://192.168.3.10:5000/v2/omni/engine/manifests/x": http: server gave HTTP response to HTTPS client',
+            "waiting_message": 'Back-off pulling image: failed to do request: Head "https://127.0.0.1:5000/v2/omni/engine/manifests/x": http: server gave HTTP response to HTTPS client',
             "events": [
                 (
                     "Failed",

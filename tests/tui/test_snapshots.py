@@ -46,7 +46,7 @@ def test_loud_confirm_screen(snap_compare) -> None:
 def test_host_key_question(snap_compare) -> None:
     q = Question(
         "ssh.host_key",
-        "The build host 192.168.3.10 is not in known_hosts. Accept it?",
+        "The build host 127.0.0.1 is not in known_hosts. Accept it?",
         presented="SHA256:dRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNdRyRuNw",
     )
     assert snap_compare(ScreenHost(QuestionScreen(q)), terminal_size=SIZE)
@@ -62,8 +62,8 @@ def test_resume_screen(snap_compare) -> None:
 
 def test_summary_screen(snap_compare) -> None:
     lines = {
-        "Endpoint": "http://192.168.3.20:30000/v1  (OpenAI-style; model DeepSeek-V3)",
-        "Try it": "curl -s http://192.168.3.20:30000/v1/chat/completions -d '{...}'",
+        "Endpoint": "http://127.0.0.1:30000/v1  (OpenAI-style; model DeepSeek-V3)",
+        "Try it": "curl -s http://127.0.0.1:30000/v1/chat/completions -d '{...}'",
         "Replay file": "/root/.local/state/leviathan/replay.yaml",
     }
     assert snap_compare(ScreenHost(SummaryScreen(lines)), terminal_size=SIZE)

@@ -24,7 +24,7 @@ def test_fixture_maps_to_its_rule(fixture: Path) -> None:
 
 def test_an_ordinary_log_line_matches_nothing() -> None:
     assert (
-        diagnose("Successfully tagged 192.168.3.10:5000/omni/engine:leviathan-blackwell", "build")
+        diagnose("Successfully tagged 127.0.0.1:5000/omni/engine:leviathan-blackwell", "build")
         is None
     )
     assert diagnose("Started container engine", "pod") is None
