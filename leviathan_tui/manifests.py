@@ -3,7 +3,7 @@ string substitution, so a value can never break the YAML around it."""
 
 from __future__ import annotations
 
-import copy
+import functools
 from importlib.resources import files
 from typing import Any
 
@@ -40,12 +40,19 @@ def namespace(config: Config) -> dict[str, Any]:
     return ns
 
 
+@functools.cache
+def _agent_sources() -> tuple[tuple[str, str], ...]:
+    agent_pkg = files("leviathan_tui.agent")
+    sources = [("leviathan_tui.__init__.py", "")]
+    for module in AGENT_MODULES:
+        sources.append(
+            (f"leviathan_tui.agent.{module}", (agent_pkg / module).read_text(encoding="utf-8"))
+        )
+    return tuple(sources)
+
+
 def agent_configmap(config: Config) -> dict[str, Any]:
     """The node agents' source, shipped to the pod in a ConfigMap (not baked into an image)."""
-    data = {"leviathan_tui.__init__.py": ""}
-    agent_pkg = files("leviathan_tui.agent")
-    for module in AGENT_MODULES:
-        data[f"leviathan_tui.agent.{module}"] = (agent_pkg / module).read_text(encoding="utf-8")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -54,7 +61,7 @@ def agent_configmap(config: Config) -> dict[str, Any]:
             "namespace": config.cluster.namespace,
             "labels": dict(LABEL_MANAGED),
         },
-        "data": data,
+        "data": dict(_agent_sources()),
     }
 
 
@@ -256,7 +263,3 @@ def render_all(config: Config, *, digest: str | None = None) -> dict[str, str]:
     out["talos-storage-patch-1.10.yaml"] = f"# {why_new}\n{patch_new}"
     out["talos-registry-patch.yaml"] = talos_registry_patch(config)
     return out
-
-
-def deep_copy(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)

@@ -279,6 +279,13 @@ class KubeBackend:
         data = response.data if hasattr(response, "data") else response
         return json.loads(data) if data else None
 
+    def _read(
+        self, resource: str, fn: Callable[[], Any], namespace: str = ""
+    ) -> dict[str, Any] | None:
+        """GET one object as JSON; None when it does not exist."""
+        raw = self._call("get", resource, fn, namespace=namespace, allow_404=True)
+        return None if raw is None else self._json(raw)
+
     # --- nodes ------------------------------------------------------------------------------
 
     def list_nodes(self) -> list[NodeInfo]:
@@ -288,34 +295,22 @@ class KubeBackend:
         return [node_from_json(item) for item in raw.get("items", [])]
 
     def get_node(self, name: str) -> NodeInfo | None:
-        raw = self._call(
-            "get",
-            "nodes",
-            lambda: self._core.read_node(name, _preload_content=False),
-            allow_404=True,
-        )
-        return None if raw is None else node_from_json(self._json(raw))
+        raw = self._read("nodes", lambda: self._core.read_node(name, _preload_content=False))
+        return None if raw is None else node_from_json(raw)
 
     # --- namespaces -------------------------------------------------------------------------
 
     def ensure_namespace(self, manifest: dict[str, Any]) -> str:
         """Create the namespace, or add the privileged PSA label to an existing one. Says which."""
         name = manifest["metadata"]["name"]
-        raw = self._call(
-            "get",
-            "namespaces",
-            lambda: self._core.read_namespace(name, _preload_content=False),
-            allow_404=True,
-        )
-        if raw is None:
+        labels = self.namespace_labels(name)
+        if labels is None:
             self._call(
                 "create",
                 "namespaces",
                 lambda: self._core.create_namespace(manifest, _preload_content=False),
             )
             return f"created namespace {name} with {PSA_LABEL}=privileged"
-        current = self._json(raw)
-        labels = (current.get("metadata") or {}).get("labels") or {}
         if labels.get(PSA_LABEL) == "privileged":
             return f"namespace {name} exists with {PSA_LABEL}=privileged"
         patch = {"metadata": {"labels": manifest["metadata"]["labels"]}}
@@ -328,28 +323,19 @@ class KubeBackend:
         return f"namespace {name} existed with {PSA_LABEL}={was}; added {PSA_LABEL}=privileged (needed for the privileged storage pod)"
 
     def namespace_labels(self, name: str) -> dict[str, str] | None:
-        raw = self._call(
-            "get",
-            "namespaces",
-            lambda: self._core.read_namespace(name, _preload_content=False),
-            allow_404=True,
+        raw = self._read(
+            "namespaces", lambda: self._core.read_namespace(name, _preload_content=False)
         )
-        return (
-            None
-            if raw is None
-            else dict((self._json(raw).get("metadata") or {}).get("labels") or {})
-        )
+        return None if raw is None else dict((raw.get("metadata") or {}).get("labels") or {})
 
     # --- config maps and pods ---------------------------------------------------------------
 
     def put_configmap(self, manifest: dict[str, Any]) -> None:
         ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-        existing = self._call(
-            "get",
+        existing = self._read(
             "configmaps",
             lambda: self._core.read_namespaced_config_map(name, ns, _preload_content=False),
-            namespace=ns,
-            allow_404=True,
+            ns,
         )
         if existing is None:
             self._call(
@@ -371,14 +357,11 @@ class KubeBackend:
             )
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call(
-            "get",
+        return self._read(
             "pods",
             lambda: self._core.read_namespaced_pod(name, namespace, _preload_content=False),
-            namespace=namespace,
-            allow_404=True,
+            namespace,
         )
-        return None if raw is None else self._json(raw)
 
     def pod_status(self, namespace: str, name: str) -> PodStatus:
         raw = self.get_pod(namespace, name)
@@ -493,24 +476,18 @@ class KubeBackend:
         return self._json(self._call("patch", resource, call, namespace=ns))
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call(
-            "get",
+        return self._read(
             "deployments",
             lambda: self._apps.read_namespaced_deployment(name, namespace, _preload_content=False),
-            namespace=namespace,
-            allow_404=True,
+            namespace,
         )
-        return None if raw is None else self._json(raw)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        raw = self._call(
-            "get",
+        return self._read(
             "services",
             lambda: self._core.read_namespaced_service(name, namespace, _preload_content=False),
-            namespace=namespace,
-            allow_404=True,
+            namespace,
         )
-        return None if raw is None else self._json(raw)
 
 
 def _describe(err: BaseException | None) -> str:

@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +75,9 @@ class Sandbox:
     hub: HubStandIn = field(init=False)
     engine: EngineStandIn = field(init=False)
     loop: str = field(init=False, default="")
+    transcript: list[str] = field(
+        init=False, default_factory=list
+    )  # every run's output, for the secrets scan
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -254,12 +256,6 @@ class Sandbox:
         self.transcript.append(output)
         return proc.returncode, output
 
-    @property
-    def transcript(self) -> list[str]:
-        if not hasattr(self, "_transcript"):
-            self._transcript: list[str] = []
-        return self._transcript
-
     # --- what the world holds --------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -299,7 +295,3 @@ class Sandbox:
         for _ in range(3):
             subprocess.run(["umount", "-l", str(self.data)], capture_output=True)
         subprocess.run(["losetup", "-d", self.loop], capture_output=True)
-
-
-def python() -> str:
-    return sys.executable
