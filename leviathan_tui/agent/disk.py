@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-loop-devices", action="store_true", help="accept loop devices (test rigs only)"
     )
     parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for another disk agent on the same mountpoint",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="change nothing: is the device mounted as our XFS at the mountpoint?",
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return check_only(args)
     try:
-        with hold(os.path.join(args.mountpoint, LOCK_NAME), wait_s=30.0):
+        with hold(os.path.join(args.mountpoint, LOCK_NAME), wait_s=args.lock_wait):
             return format_and_mount(args)
     except Held as held:
         return result(

@@ -181,9 +181,11 @@ def assess(
     return Assessment(True, "", False, foreign)
 
 
-def device_event(device: BlockDevice, label: str, mountpoint: str | None = None) -> dict[str, Any]:
+def device_event(
+    device: BlockDevice, label: str, mountpoint: str | None = None, *, allow_loop: bool = False
+) -> dict[str, Any]:
     """The fields of the probe's `device` event: what the device is and whether it may be used."""
-    verdict = assess(device, label, mountpoint)
+    verdict = assess(device, label, mountpoint, allow_loop=allow_loop)
     return {
         "path": device.path,
         "size": device.size,

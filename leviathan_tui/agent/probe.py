@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         help="where Leviathan mounts its disk (our disk mounted there is not 'in use')",
     )
     parser.add_argument(
+        "--allow-loop-devices", action="store_true", help="accept loop devices (test rigs only)"
+    )
+    parser.add_argument(
         "--no-blkid", action="store_true", help="trust lsblk's FSTYPE/LABEL (no superblock probe)"
     )
     args = parser.parse_args(argv)
@@ -35,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.CalledProcessError, ValueError) as err:
         return result("failed", f"lsblk failed: {err}")
     for dev in devices:
-        emit("device", **device_event(dev, args.label, args.mountpoint))
+        emit(
+            "device",
+            **device_event(dev, args.label, args.mountpoint, allow_loop=args.allow_loop_devices),
+        )
     milestone(f"FOUND {len(devices)} block devices")
     cpu_model, cpu_flags = current().cpu()
     milestone(f"CPU {cpu_model or 'unknown'}: {len(cpu_flags)} flags")

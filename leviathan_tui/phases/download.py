@@ -173,7 +173,6 @@ class FetchStep(Step):
         self._check_fits(ctx, plan, disk)
         view = DownloadView(ctx, plan)
         ctx.files_planned((f.name, f.size) for f in plan.files)
-        view.overall("starting")
         pod = agent_pod(
             ctx.config, FETCH_POD, "fetch", fetch_args(ctx, plan.folder), env=fetch_env(ctx)
         )

@@ -108,33 +108,48 @@ class ProbeStep(Step):
     publishes = (NodeDisks,)
     reads_records = (NodeFacts,)
 
+    def check(self, ctx: StepContext) -> str | None:
+        disk = ctx.get(DataDisk)
+        if (
+            ctx.get(NodeDisks) is not None
+            and disk is not None
+            and disk.fs_uuid
+            and ctx.state.status("storage.format") in ("done", "skipped")
+        ):
+            return (
+                f"the data disk is chosen ({disk.path}); its identity is checked on the node next"
+            )
+        return None
+
     def run(self, ctx: StepContext) -> str:
-        pod = agent_pod(
-            ctx.config,
-            PROBE_POD,
-            "probe",
-            ["--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount],
-        )
-        result = run_agent(ctx, pod, lambda e: _log_device(ctx, e))
-        if result.get("status") != "done":
-            raise StepError(
-                f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}"
-            )
-        devices = [d for d in result.get("devices") or [] if isinstance(d, dict)]
-        ctx.publish(
-            NodeDisks(
-                tuple(devices),
-                tuple(str(f) for f in result.get("cpu_flags") or []),
-                str(result.get("cpu_model") or ""),
-            )
-        )
-        parsed = [BlockDevice.from_json(d) for d in devices]
+        listing = probe_node(ctx)
+        parsed = [BlockDevice.from_json(d) for d in listing.devices]
         usable = [
             d
             for d in parsed
             if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable
         ]
         return f"{len(parsed)} block devices, {len(usable)} could be used"
+
+
+def probe_node(ctx: StepContext) -> NodeDisks:
+    """A fresh listing of the node's disks and CPU, published as NodeDisks."""
+    pod = agent_pod(
+        ctx.config,
+        PROBE_POD,
+        "probe",
+        ["--label", ctx.config.storage.label, "--mountpoint", ctx.config.storage.pod_mount],
+    )
+    result = run_agent(ctx, pod, lambda e: _log_device(ctx, e))
+    if result.get("status") != "done":
+        raise StepError(f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}")
+    listing = NodeDisks(
+        tuple(d for d in result.get("devices") or [] if isinstance(d, dict)),
+        tuple(str(f) for f in result.get("cpu_flags") or []),
+        str(result.get("cpu_model") or ""),
+    )
+    ctx.runner.state.publish(ProbeStep.id, listing)
+    return listing
 
 
 def _log_device(ctx: StepContext, event: dict[str, Any]) -> None:

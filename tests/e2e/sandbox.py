@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,39 @@ def free_node_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port in the NodePort range")
+
+
+LSBLK_SHIM = """#!{python}
+# The sandbox's node NVMe is a loop device: lsblk reports it as an NVMe disk with a serial, so the
+# wizard's rules (only whole disks; identity by serial) apply to it as to a real one.
+import json, subprocess, sys
+out = subprocess.run(["{lsblk}", *sys.argv[1:]], capture_output=True, text=True)
+if out.returncode or "-J" not in sys.argv:
+    sys.stdout.write(out.stdout); sys.stderr.write(out.stderr); sys.exit(out.returncode)
+data = json.loads(out.stdout)
+def walk(devs):
+    for d in devs:
+        if d.get("path") == "{loop}" or d.get("name") == "{name}":
+            d.update(type="disk", model="SANDBOX NVMe", tran="nvme",
+                     serial=open("{serial}").read().strip())
+        walk(d.get("children") or [])
+walk(data.get("blockdevices") or [])
+json.dump(data, sys.stdout)
+"""
+
+
+def dress_loop_as_nvme(bin_dir: Path, loop: str, serial_file: Path) -> None:
+    shim = bin_dir / "lsblk"
+    shim.write_text(
+        LSBLK_SHIM.format(
+            python=sys.executable,
+            lsblk=shutil.which("lsblk"),
+            loop=loop,
+            name=loop.rsplit("/", 1)[-1],
+            serial=serial_file,
+        )
+    )
+    shim.chmod(0o755)
 
 
 @dataclass
@@ -92,11 +126,14 @@ class Sandbox:
             f'#!/bin/sh\necho "$@" >> {self.mkfs_log}\nexec {shutil.which("mkfs.xfs")} "$@"\n'
         )
         (mkfs_dir / "mkfs.xfs").chmod(0o755)
+        self.serial_file = self.root / "disk-serial"
+        self.serial_file.write_text(f"SANDBOX{self.tag[-8:].upper()}")
         image = self.root / "nvme.img"
         subprocess.run(["truncate", "-s", str(self.loop_size), str(image)], check=True)
         self.loop = subprocess.run(
             ["losetup", "-f", "--show", str(image)], check=True, capture_output=True, text=True
         ).stdout.strip()
+        dress_loop_as_nvme(mkfs_dir, self.loop, self.serial_file)
         self.kube = StandIn(
             workdir=self.root / "kube",
             version="1.30.0",

@@ -80,10 +80,10 @@ def test_api_answering_500_for_a_few_calls_is_retried(sandbox_factory) -> None:
     assert "retry 1/5" in result.stdout
 
 
-def test_disk_too_small_is_refused_before_any_byte(sandbox_factory) -> None:
+def test_disk_too_small_is_refused_before_any_format(sandbox_factory) -> None:
     box = sandbox_factory()
     box.write_files(**{"storage.min_free_margin_gib": 50.0})
     result = box.run()
-    assert result.code == 1
-    assert "GB short" in result.stderr and "download.fetch" in result.stderr
-    assert box.bytes_served() == 0
+    assert result.code == 3, result.stdout[-2000:] + result.stderr
+    assert "too small" in result.stderr and "storage.device" in result.stderr
+    assert box.mkfs_calls() == 0 and box.bytes_served() == 0

@@ -12,6 +12,7 @@ from tests.support.validate import validate
 
 STEPS = (
     "preflight.node",
+    "preflight.model",
     "storage.probe",
     "storage.format",
     "storage.verify_host",
@@ -42,7 +43,7 @@ def test_bring_up_then_second_run_only_checks(sandbox: Sandbox) -> None:
     assert (sandbox.data / "models" / "deepseek-v3-gguf" / "config" / "config.json").exists()
     assert not list((sandbox.data / "models").rglob("*.safetensors"))
     # the registry holds the tag at the recorded digest
-    digest = state["steps"]["build.push"]["artifacts"]["digest"]
+    digest = state["records"]["ImageRef"]["data"]["digest"]
     head = subprocess.run(
         [
             "curl",
@@ -66,7 +67,7 @@ def test_bring_up_then_second_run_only_checks(sandbox: Sandbox) -> None:
     assert ("ai-workloads", "leviathan-engine") in sandbox.kube.services
     assert sandbox.kube.unimplemented == [] and sandbox.kube.rejected == []
     # the health step saw a real completion
-    assert state["steps"]["deploy.health"]["artifacts"]["reply"] == "Ready and listening."
+    assert state["records"]["Health"]["data"]["reply"] == "Ready and listening."
     assert sandbox.engine.chats and sandbox.engine.chats[0]["model"] == "DeepSeek-V3"
     assert "/health" in [p for _, p in sandbox.engine.requests]
 

@@ -36,7 +36,7 @@ def state_is_valid_json(box: Sandbox) -> None:
     path = box.state_dir / "state.json"
     if path.exists():
         data = json.loads(path.read_text())
-        assert data["schema"] == 1
+        assert data["schema"] == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
@@ -85,4 +85,4 @@ def test_killed_everywhere_resumes_to_the_same_state(sandbox_factory, sig: int) 
         box.shard_total(),
     )
     assert box.mounted_label() == ("xfs", "leviathan")
-    assert state["steps"]["deploy.health"]["artifacts"]["reply"]
+    assert state["records"]["Health"]["data"]["reply"]

@@ -11,14 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from leviathan_tui.engine import Engine
 
 from leviathan_tui.backends import real_backends
 from leviathan_tui.config import Config
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases.build import BuildImageStep, PushImageStep
+from leviathan_tui.records import ImageRef
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
+from leviathan_tui.runner import Runner
 from leviathan_tui.state import State
 from tests.support.services import (
     Registry,
@@ -100,7 +101,7 @@ class Run:
     def __init__(self, tmp_path: Path, config: Config, answers: dict[str, str]) -> None:
         self.events: list = []
         self.state = State.load(tmp_path / "state")
-        self.engine = Engine(
+        self.engine = Runner(
             [BuildImageStep(), PushImageStep()],
             config=config,
             state=self.state,
@@ -166,7 +167,7 @@ def test_build_push_prove_then_resume_builds_nothing(host, tmp_path: Path) -> No
     run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
     assert run.go() == EXIT_OK, run.failures()
     assert builds(shim) == before + 1
-    digest = run.state.artifact("build.push", "digest")
+    digest = run.state.get(ImageRef).digest
     assert digest == manifest_digest(registry, "omni/engine", "happy")
     assert f"[127.0.0.1]:{sshd.port} ssh-ed25519" in (tmp_path / "known_hosts").read_text()
     assert any("Successfully tagged" in line or "COMMIT" in line for line in run.log())
@@ -275,7 +276,5 @@ def test_registry_down_at_push_then_resume(host, tmp_path: Path) -> None:
     again = Run(tmp_path, config, {})
     assert again.go() == EXIT_OK, again.failures()
     assert builds(shim) == builds_before  # the image was not built again
-    assert again.state.artifact("build.push", "digest") == manifest_digest(
-        registry, "omni/engine", "regdown"
-    )
+    assert again.state.get(ImageRef).digest == manifest_digest(registry, "omni/engine", "regdown")
     assert json.dumps(again.state.to_json())

@@ -8,14 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leviathan_tui.engine import Engine
 
 from leviathan_tui.backends import real_backends
 from leviathan_tui.config import Config
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases import all_steps
+from leviathan_tui.records import (
+    Health,
+    ImageRef,
+    ModelFile,
+    ModelFiles,
+    ModelPlan,
+    MountProof,
+    NodeFacts,
+)
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
+from leviathan_tui.runner import Runner
 from leviathan_tui.state import State
 from tests.support.engine_standin import EngineStandIn
 from tests.support.gguf_shards import FOLDER, publish
@@ -64,19 +73,44 @@ def config_for(w: dict[str, Any], **deploy: Any) -> Config:
 
 
 def seeded_state(w: dict[str, Any], memory: int = 768 * 2**30) -> State:
+    """The records the deploy phase reads, as the earlier phases would have published them."""
     state = State.load(w["tmp"] / "state")
-    for step in ("preflight.node", "storage.verify_host", "download.fetch", "build.push"):
-        state.set_status(step, "done")
-    state.set_artifact("preflight.node", "memory_bytes", memory)
-    state.set_artifact("preflight.node", "cpu", 64)
-    state.set_artifact("preflight.node", "internal_ip", "127.0.0.1")
-    state.set_artifact("download.fetch", "folder", FOLDER)
-    state.set_artifact(
+    steps = (
+        "preflight.node",
+        "preflight.model",
+        "storage.verify_host",
         "download.fetch",
-        "plan",
-        [{"name": p.name, "size": p.stat().st_size} for p in w["info"]["shards"]],
+        "build.push",
     )
-    state.set_artifact("build.push", "digest", "sha256:" + "ab" * 32)
+    for step in steps:
+        state.set_status(step, "done")
+    state.publish(
+        "preflight.node",
+        NodeFacts("gpu-0", True, "Talos (v1.11.2)", "v1.33.4", "127.0.0.1", 64.0, memory, 1),
+    )
+    files = tuple(
+        ModelFile(
+            p.name, f"{FOLDER}/{p.name}", "unsloth/DeepSeek-V3-GGUF", p.stat().st_size, None, "gguf"
+        )
+        for p in w["info"]["shards"]
+    )
+    state.publish(
+        "preflight.model",
+        ModelPlan(
+            "unsloth/DeepSeek-V3-GGUF",
+            "main",
+            "Q4_K_M",
+            "deepseek-ai/DeepSeek-V3",
+            "main",
+            FOLDER,
+            files,
+        ),
+    )
+    state.publish("storage.verify_host", MountProof("token", "S1"))
+    state.publish(
+        "download.fetch", ModelFiles(FOLDER, len(files), sum(f.size for f in files), True)
+    )
+    state.publish("build.push", ImageRef("r/i:t", "sha256:" + "ab" * 32, "oci", "b1"))
     return state
 
 
@@ -84,7 +118,7 @@ def run(
     w: dict[str, Any], config: Config, state: State, answers: dict[str, str] | None = None
 ) -> tuple[int, list]:
     events: list = []
-    engine = Engine(
+    engine = Runner(
         all_steps(),
         config=config,
         state=state,
@@ -113,7 +147,7 @@ def test_apply_rollout_health_and_rerun_only_checks(world) -> None:
     assert "--web" not in container["args"]
     assert container["resources"]["requests"]["memory"].endswith("Gi")
     assert svc["spec"]["ports"][0]["nodePort"] == 30000
-    assert state.artifact("deploy.health", "reply") == "Ready and listening."
+    assert state.get(Health).reply == "Ready and listening."
     logs = [e.line for e in events if isinstance(e, LogLine)]
     assert any("memory estimate from the GGUF tensor table" in line for line in logs)
     assert any(

@@ -44,6 +44,7 @@ def disk_args(
         "leviathan",
         "--mountpoint",
         str(mountpoint),
+        "--allow-loop-devices",  # the loop device stands in for the node's NVMe
     ]
 
 
@@ -127,11 +128,11 @@ def test_serial_size_and_missing_device_are_refused(
 ) -> None:
     mp = tmp_path / "mnt"
     code, events, _ = agent("disk", *disk_args(loop_device, mp, serial="S6XYZ"), shim=mkfs_counter)
-    assert code == 3 and "serial mismatch" in events[-1]["reason"]
+    assert code == 3 and "not the disk that was chosen: serial" in events[-1]["reason"]
     code, events, _ = agent(
         "disk", *disk_args(loop_device, mp, size=loop_device.size + 4096), shim=mkfs_counter
     )
-    assert code == 3 and "size mismatch" in events[-1]["reason"]
+    assert code == 3 and "not the disk that was chosen: size" in events[-1]["reason"]
     code, events, _ = agent(
         "disk",
         "--device",
@@ -168,5 +169,51 @@ def test_probe_sees_the_loop_device_with_blkid(loop_device: LoopDevice) -> None:
     devices = {d["path"]: d for d in events[-1]["devices"]}
     assert devices[loop_device.path]["fstype"] == "xfs"
     assert devices[loop_device.path]["label"] == "leviathan"
+    assert devices[loop_device.path]["uuid"]  # blkid's UUID: the identity once formatted
     mine = next(e for e in events if e.get("event") == "device" and e["path"] == loop_device.path)
-    assert mine["ours"] is True
+    assert mine["selectable"] is False and mine["reason"].startswith("a loop device")
+    code, events, _ = agent("probe", "--allow-loop-devices")
+    mine = next(e for e in events if e.get("event") == "device" and e["path"] == loop_device.path)
+    assert mine["ours"] is True and mine["selectable"] is True
+    assert events[-1]["cpu_flags"]  # the node's instruction set, for the engine image
+
+
+@needs_root
+def test_a_loop_device_is_refused_without_the_test_rig_flag(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
+    args = [a for a in disk_args(loop_device, tmp_path / "mnt") if a != "--allow-loop-devices"]
+    code, _, out = agent("disk", *args, shim=mkfs_counter)
+    assert code == 3 and "a loop device" in out
+    assert mkfs_calls(tmp_path) == 0
+
+
+@needs_root
+def test_a_recorded_filesystem_uuid_that_changed_is_refused(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
+    mp = tmp_path / "mnt"
+    code, events, out = agent("disk", *disk_args(loop_device, mp), shim=mkfs_counter)
+    assert code == 0, out
+    uuid = events[-1]["fs_uuid"]
+    assert uuid and mkfs_calls(tmp_path) == 1
+    subprocess.run(["umount", str(mp)], check=True)
+    subprocess.run(["mkfs.xfs", "-q", "-f", "-L", "leviathan", loop_device.path], check=True)
+    code, _, out = agent("disk", *disk_args(loop_device, mp), "--fs-uuid", uuid, shim=mkfs_counter)
+    assert code == 3 and "filesystem UUID" in out and "nothing formatted" in out
+    assert mkfs_calls(tmp_path) == 1  # the agent itself never formatted again
+
+
+@needs_root
+def test_a_second_disk_agent_on_the_same_mountpoint_is_refused_naming_the_holder(
+    loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
+) -> None:
+    from leviathan_tui.agent.lock import hold
+
+    mp = tmp_path / "mnt"
+    with hold(str(mp / ".leviathan-disk.lock")):
+        code, _, out = agent(
+            "disk", *disk_args(loop_device, mp), "--lock-wait", "1", shim=mkfs_counter
+        )
+    assert code == 3 and f"pid {os.getpid()}" in out
+    assert mkfs_calls(tmp_path) == 0

@@ -167,12 +167,12 @@ def test_unreachable_api_is_a_clear_message(tmp_path: Path) -> None:
 def test_pod_stuck_pending_is_explained_within_the_timeout(
     standin: StandIn, tmp_path: Path
 ) -> None:
-    from leviathan_tui.engine import Engine
-
     from leviathan_tui.backends import Backends
     from leviathan_tui.events import StepFailed
     from leviathan_tui.phases import all_steps
+    from leviathan_tui.records import NodeFacts
     from leviathan_tui.replay import ReplayAnswerer, ReplayFile
+    from leviathan_tui.runner import Runner
     from leviathan_tui.state import State
 
     config = sandbox_config(tmp_path)
@@ -182,8 +182,12 @@ def test_pod_stuck_pending_is_explained_within_the_timeout(
     kube.ensure_namespace(namespace(config))
     state = State.load(tmp_path / "state")
     state.set_status("preflight.node", "done")
+    state.set_status("preflight.model", "done")
+    state.publish(
+        "preflight.node", NodeFacts("gpu-9", True, "Talos (v1.11.2)", "", "", 8.0, 2**34, 0)
+    )
     events: list = []
-    engine = Engine(
+    engine = Runner(
         all_steps(),
         config=config,
         state=state,
