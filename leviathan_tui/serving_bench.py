@@ -200,6 +200,23 @@ def _figure(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
 
+def bench_rows(result: BenchResult) -> tuple[tuple[str, str], ...]:
+    """The figures as (label, value) pairs: the shape `records.Health.bench` keeps."""
+    rows = [
+        ("warm-up requests", str(result.warmup_requests)),
+        ("rates from", ", ".join(result.sources)),
+    ]
+    for level in result.levels:
+        streams = f"{level.concurrency} stream" + ("s" if level.concurrency > 1 else "")
+        rows += [
+            (f"{streams}: time to first token (median)", f"{level.ttft_s:.2f} s"),
+            (f"{streams}: prefill", f"{_figure(level.prefill_tps)} tok/s"),
+            (f"{streams}: decode per stream", f"{_figure(level.decode_tps)} tok/s"),
+            (f"{streams}: decode, all streams", f"{_figure(level.total_decode_tps)} tok/s"),
+        ]
+    return tuple(rows)
+
+
 def render_bench(result: BenchResult) -> str:
     """A short table for a terminal."""
     lines = [

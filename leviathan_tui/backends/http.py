@@ -74,11 +74,6 @@ class Deadline:
     def expired(self) -> bool:
         return self.remaining() <= 0
 
-    def sooner(self, seconds: float) -> Deadline:
-        """This deadline or one `seconds` from now, whichever comes first."""
-        at = min(self.at, time.monotonic() + max(0.0, seconds))
-        return Deadline(at, self.seconds)
-
 
 @dataclass(frozen=True)
 class Target:
@@ -430,27 +425,21 @@ def _connect(target: Target, deadline: Deadline, where: str) -> socket.socket:
 
 class HttpBackend:
     def request(
-        self,
-        method: str,
-        url: str,
-        payload: Any = None,
-        timeout: float = 10.0,
-        *,
-        deadline: Deadline | None = None,
-        max_bytes: int = MAX_BODY_BYTES,
+        self, method: str, url: str, payload: Any = None, timeout: float = 10.0
     ) -> HttpResult:
-        """One request; the answer body is capped; `timeout` bounds the whole exchange."""
+        """One request; the answer body is capped at MAX_BODY_BYTES; `timeout` bounds the whole
+        exchange (callers pass what is left of their deadline)."""
         start = time.monotonic()
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             return HttpResult(0, b"", "no time left before the deadline", 0.0, "deadline")
-        limit = Deadline.after(timeout) if deadline is None else deadline.sooner(timeout)
+        limit = Deadline.after(timeout)
         data = None if payload is None else json.dumps(payload).encode()
         headers = {"Accept": "application/json", "Connection": "close"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
             with exchange(method, url, limit, body=data, headers=headers) as response:
-                body = response.read_body(max_bytes)
+                body = response.read_body(MAX_BODY_BYTES)
                 return HttpResult(response.status, body, "", time.monotonic() - start)
         except BadUrl as err:
             return HttpResult(0, b"", str(err), time.monotonic() - start, "bad_url")

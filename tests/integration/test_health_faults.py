@@ -371,6 +371,12 @@ def test_no_route_to_host_has_its_own_hint(capsys, tmp_path: Path, monkeypatch) 
 
 
 def test_dry_run_health_never_touches_the_network(tmp_path: Path, raw) -> None:
+    """The simulated engine of the kept dry-run world answers; the URL's server sees nothing."""
+    from leviathan_tui.dryrun.world import World
+
+    world, _ = World.open(tmp_path / "dry-run" / "world", None)
+    with world.edit() as data:
+        data["deployment_applied_at"] = time.time() - 60  # the simulated pod has loaded
     server = raw(lambda method, path, body, sock: send_json(sock, {"status": "ok"}))
     done = subprocess.run(
         leviathan_cmd()
@@ -389,9 +395,28 @@ def test_dry_run_health_never_touches_the_network(tmp_path: Path, raw) -> None:
         env=run_env(LEVIATHAN_DRY_RUN_SPEED="20"),
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("HEALTHY ") and "dry run" in done.stdout
     assert server.connections == 0
+
+
+def test_dry_run_health_without_a_simulated_deployment_says_so(capsys, tmp_path: Path, raw) -> None:
+    server = raw(lambda method, path, body, sock: send_json(sock, {"status": "ok"}))
+    start = time.monotonic()
+    code = main(
+        [
+            "--dry-run",
+            "health",
+            "--url",
+            f"http://127.0.0.1:{server.port}",
+            "--state-dir",
+            str(tmp_path),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1 and time.monotonic() - start < 5
+    assert "no simulated engine has been deployed" in assert_one_unhealthy_line(out, err)
+    assert "leviathan --dry-run" in err and server.connections == 0
 
 
 def test_exit_codes_from_a_separate_process(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from leviathan_tui.serving_bench import (
     SOURCE_KTRANSFORMERS,
     SOURCE_LLAMACPP,
     SOURCE_WALL_CLOCK,
+    bench_rows,
     render_bench,
     run_bench,
 )
@@ -85,6 +86,9 @@ def test_bench_reports_each_engines_speeds_at_1_and_at_the_batch_size(
     assert batch.total_decode_tps > 1.8 * single.total_decode_tps  # three streams at once
     table = render_bench(result)
     assert source in table and len(table.splitlines()) == 5
+    rows = dict(bench_rows(result))
+    assert rows["rates from"] == source and rows["3 streams: decode per stream"].endswith(" tok/s")
+    assert rows["1 stream: time to first token (median)"] == f"{single.ttft_s:.2f} s"
 
 
 def test_streams_beyond_the_slots_wait_and_their_first_token_comes_later(engine) -> None:

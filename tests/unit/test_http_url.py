@@ -63,12 +63,6 @@ def test_a_deadline_is_finite_and_positive(seconds: object) -> None:
         Deadline.after(seconds)  # type: ignore[arg-type]
 
 
-def test_a_sooner_deadline_never_extends() -> None:
-    outer = Deadline.after(1.0)
-    assert outer.sooner(10.0).at == outer.at
-    assert outer.sooner(0.1).at < outer.at
-
-
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
