@@ -84,7 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(health, suppress=True)
     health.add_argument("--url", help="base URL (default: from the saved session or config)")
-    health.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS")
+    health.add_argument(
+        "--timeout",
+        default="60",
+        metavar="SECONDS",
+        help="one deadline for the whole command: every path, attempt and request (default 60)",
+    )
+    health.add_argument(
+        "--bench",
+        action="store_true",
+        help="then measure time to first token, prefill and decode tokens/s at 1 and at "
+        "deploy.max_batch_size streams",
+    )
     return parser
 
 
@@ -112,51 +123,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    import threading
-
-    from leviathan_tui.backends.http import HttpBackend
     from leviathan_tui.commands import load_settings, state_dir
-    from leviathan_tui.errors import StepError
-    from leviathan_tui.health import check_health
-    from leviathan_tui.inference import engine_spec
-    from leviathan_tui.records import Health, NodeFacts
-    from leviathan_tui.state import State
+    from leviathan_tui.health_command import run_health_command
 
-    config, _ = load_settings(args)
-    url = args.url or config.deploy.health_url
-    if not url:
-        state = State.load(state_dir(args), read_only=True)
-        health, facts = state.get(Health), state.get(NodeFacts)
-        url = health.base_url if health else None
-        if not url and facts and facts.internal_ip:
-            url = f"http://{facts.internal_ip}:{config.deploy.node_port}"
-    if not url:
-        sys.stderr.write(
-            "leviathan: no URL: pass --url http://NODE:30000 or set deploy.health_url\n"
-        )
-        return 2
-    spec = engine_spec(config)
-    try:
-        result = check_health(
-            HttpBackend(),
-            url,
-            paths=spec.health_paths,
-            timeout_s=args.timeout,
-            model_name=config.deploy.model_name,
-            on_attempt=lambda text: sys.stderr.write(f"  {text}\n"),
-            cancelled=threading.Event(),
-            poll_s=min(5.0, max(0.5, args.timeout / 10)),
-        )
-    except StepError as err:
-        print(f"UNHEALTHY {url}: {err.message}")
-        if err.hint:
-            sys.stderr.write(f"  fix: {err.hint}\n")
-        return 1
-    print(
-        f"HEALTHY {url} ({result.liveness_path}); model {result.model}; time to first token {result.ttft_s:.2f} s"
+    return run_health_command(
+        args, load_config=lambda: load_settings(args)[0], directory=state_dir(args)
     )
-    print(f"reply: {result.reply}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Engine stand-ins that speak each engine's real wire format (one module per engine)."""
