@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(openssh-server docker-registry buildah xfsprogs util-linux)
+debian_packages=(openssh-server docker-registry buildah xfsprogs util-linux cmake g++ make)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${debian_packages[@]}"; do
@@ -17,6 +17,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   mkdir -p /run/sshd
+fi
+# llama.cpp for the tests against the real llama-server: built once per pinned version, then reused
+if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ]; then
+  LEVIATHAN_LLAMA_CPP_BIN="$(bash scripts/llama_cpp.sh | tail -n 1)"
+  export LEVIATHAN_LLAMA_CPP_BIN
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
