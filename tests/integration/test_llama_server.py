@@ -59,6 +59,7 @@ def test_rendered_llama_server_loads_the_shards_and_passes_health(
         poll_s=0.5,
     )
     assert result.liveness_path == "/health"
+    assert attempts[-1] == "/health answers; sending one chat completion to model DeepSeek-V3"
     assert result.model == config.deploy.model_name  # --alias is what /v1/models reports
     assert result.reply.strip()
     assert 0 < result.ttft_s <= result.total_s
