@@ -17,12 +17,16 @@ from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer, Header, Static
 
 from leviathan_tui.config import Config
-from leviathan_tui.engine import Engine
 from leviathan_tui.errors import EXIT_INTERRUPTED, Cancelled
 from leviathan_tui.events import (
     Event,
+    Explanation,
+    FileProgress,
+    FilesPlanned,
+    HealthAttempt,
     LogLine,
     Notice,
+    PodState,
     Progress,
     Question,
     QuestionAsked,
@@ -30,11 +34,14 @@ from leviathan_tui.events import (
     StepBlocked,
     StepDone,
     StepFailed,
+    StepInterrupted,
     StepSkipped,
     StepStarted,
 )
 from leviathan_tui.phases import all_steps
+from leviathan_tui.records import DataDisk, Health, ImageRef
 from leviathan_tui.replay import ReplayFile
+from leviathan_tui.runner import Runner
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
 from leviathan_tui.screens.question import QuestionScreen
@@ -55,12 +62,15 @@ class EngineEvent(Message):
 
     def can_replace(self, message: Message) -> bool:
         # a newer progress update for the same item replaces an older one still queued
+        if not isinstance(message, EngineEvent):
+            return False
+        mine, other = self.event, message.event
+        if isinstance(mine, FileProgress) and isinstance(other, FileProgress):
+            return mine.step_id == other.step_id and mine.file == other.file
         return (
-            isinstance(self.event, Progress)
-            and isinstance(message, EngineEvent)
-            and isinstance(message.event, Progress)
-            and message.event.step_id == self.event.step_id
-            and message.event.item == self.event.item
+            isinstance(mine, Progress)
+            and isinstance(other, Progress)
+            and mine.step_id == other.step_id
         )
 
 
@@ -92,13 +102,19 @@ class TuiAnswerer:
     def recorded(self, key: str) -> Any:
         return self.state.answers.get(key)
 
+    def record_fact(self, key: str, value: Any) -> None:
+        self.state.set_answer(key, value)
+        with self._lock:
+            self.replay.answers[key] = value
+            self.replay.save(self.replay_path)
+
     def answer(self, question: Question, cancelled: threading.Event) -> Any:
         previous = self.state.answers.get(question.id)
         if (
             previous is not None
             and not question.destructive
+            and question.reuse_answer
             and question.check(previous) is None
-            and question.id != "deploy.accept_risk"
         ):
             self._record(question, previous)
             return previous  # resume: the operator already answered this
@@ -117,13 +133,10 @@ class TuiAnswerer:
                 return value
 
     def _record(self, question: Question, value: Any) -> None:
-        if question.details.get("secret"):
+        if question.secret:
             return
         with self._lock:
             self.replay.answers[question.id] = value
-            for key in ("storage.device_serial", "storage.device_size"):
-                if key in self.state.answers:
-                    self.replay.answers[key] = self.state.answers[key]
             self.replay.save(self.replay_path)
 
 
@@ -159,7 +172,7 @@ class LeviathanApp(App[int]):
         self.dry_run = dry_run
         self.steps = all_steps()
         self.answerer = TuiAnswerer(self, state, directory / REPLAY_FILE, config)
-        self.engine = Engine(
+        self.engine = Runner(
             self.steps,
             config=config,
             state=state,
@@ -173,6 +186,7 @@ class LeviathanApp(App[int]):
         self.engine_running = False
         self._quit_deadline = 0.0
         self._questions: list[AskOperator] = []
+        self.download_step = ""
         self.sub_title = (
             "DRY RUN — nothing is touched"
             if dry_run
@@ -272,7 +286,7 @@ class LeviathanApp(App[int]):
             return
         from leviathan_tui.phases.download import VerifyAgainStep
 
-        self.engine = Engine(
+        self.engine = Runner(
             [VerifyAgainStep()],
             config=self.config,
             state=self.state,
@@ -323,21 +337,32 @@ class LeviathanApp(App[int]):
                 self.notify(f"{event.step_id} failed: {event.error}", severity="error", timeout=10)
             case StepBlocked():
                 steps.set_status(event.step_id, "blocked")
+            case StepInterrupted():
+                steps.set_status(event.step_id, "interrupted")
             case LogLine():
                 log.add(source, event.line, event.level)
-                if event.step_id == "deploy.apply" and event.line.startswith(("pod ", "event ")):
-                    self.panels["deploy-pod"].update(event.line)
-                elif event.step_id == "deploy.apply" and event.line.startswith("why: "):
-                    self.panels["deploy-why"].update(event.line)
-                elif event.step_id == "deploy.health":
-                    self.panels["deploy-health"].update(f"health: {event.line}")
+            case PodState():
+                self.panels["deploy-pod"].update(
+                    f"pod {event.pod}: {event.phase} {event.reason}".strip()
+                    + (f" (restarts {event.restarts})" if event.restarts else "")
+                    + (f" — {event.message}" if event.message else "")
+                )
+            case Explanation():
+                log.add(source, f"why: {event.cause} — fix: {event.fix}", "warn")
+                self.panels["deploy-why"].update(f"why: {event.cause}\nfix: {event.fix}")
+            case HealthAttempt():
+                self.panels["deploy-health"].update(f"health: {event.text}")
+            case FilesPlanned():
+                self.download_step = event.step_id
+                for name, size in event.files:
+                    self.download_panel.file(name, 0, size, "waiting")
+            case FileProgress():
+                self.download_panel.file(
+                    event.file, event.done, event.total, event.note or event.state
+                )
             case Progress():
-                if event.step_id == "download.fetch":
-                    panel = self.download_panel
-                    if event.item:
-                        panel.file(event.item, event.done, event.total, event.note)
-                    else:
-                        panel.overall(event.done, event.total)
+                if event.step_id == self.download_step and event.unit == "B":
+                    self.download_panel.overall(event.done, event.total)
             case QuestionAsked():
                 steps.set_status(event.step_id, "waiting")
             case Notice():
@@ -393,49 +418,39 @@ class LeviathanApp(App[int]):
             return
         message = self._questions[0]
         question = message.question
-        self.step_list.set_status(self._step_of(question), "waiting")
+        self.step_list.set_status(question.step_id, "waiting")
 
         def done(value: str | None) -> None:
             message.reply.append(value)
             message.done.set()
-            self.step_list.set_status(self._step_of(question), "running")
+            self.step_list.set_status(question.step_id, "running")
             self._questions.pop(0)
             self._show_question()
 
-        if question.kind == "choice" and question.id == "storage.device":
+        if question.screen == "device":
             self.push_screen(DeviceScreen(question), done)
-        elif question.destructive:
+        elif question.screen == "confirm":
             self.push_screen(ConfirmFormatScreen(question), done)
         else:
             self.push_screen(QuestionScreen(question), done)
 
-    @staticmethod
-    def _step_of(question: Question) -> str:
-        return {"storage": "storage.format", "ssh": "build.image", "deploy": "deploy.apply"}.get(
-            question.id.split(".")[0], ""
-        )
-
     def summary_lines(self) -> dict[str, str]:
         from leviathan_tui.phases.deploy import curl_line
 
-        base = (
-            self.state.artifact("deploy.health", "base_url")
-            or f"http://NODE:{self.config.deploy.node_port}"
-        )
-        model = self.state.artifact("deploy.health", "model") or self.config.deploy.model_name
+        health = self.state.get(Health)
+        image, disk = self.state.get(ImageRef), self.state.get(DataDisk)
+        base = health.base_url if health else f"http://NODE:{self.config.deploy.node_port}"
+        model = health.model if health else self.config.deploy.model_name
         lines = {
             "Endpoint": f"{base}/v1  (OpenAI-style; model {model})",
             "Try it": curl_line(base, model),
-            "Image": f"{self.config.image_ref} @ {self.state.artifact('build.push', 'digest') or '?'}",
-            "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {self.state.artifact('storage.format', 'device') or '?'}",
+            "Image": f"{self.config.image_ref} @ {image.digest if image else '?'}",
+            "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {disk.path if disk else '?'}",
             "Replay file": f"{self.directory / REPLAY_FILE}  (leviathan --replay {self.directory / REPLAY_FILE})",
             "Check health later": f"leviathan health --url {base}",
         }
-        reply = self.state.artifact("deploy.health", "reply")
-        if reply:
-            lines["First reply"] = (
-                f"{reply}  (time to first token {self.state.artifact('deploy.health', 'ttft_s')} s)"
-            )
+        if health:
+            lines["First reply"] = f"{health.reply}  (time to first token {health.ttft_s} s)"
         return lines
 
     # --- quitting ---------------------------------------------------------------------------

@@ -4,8 +4,6 @@ needs them, so `leviathan --help` stays fast."""
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     reset = sub.add_parser("reset", help="forget the saved session")
     _common(reset, suppress=True)
     reset.add_argument("--yes", action="store_true", help="do not ask")
+    reset.add_argument(
+        "--disk",
+        action="store_true",
+        help="forget only the recorded data disk, to choose a disk again (nothing is formatted)",
+    )
     health = sub.add_parser(
         "health", help="check the running service: liveness, then one real completion"
     )
@@ -85,41 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def state_dir(args: argparse.Namespace) -> Path:
-    if args.state_dir:
-        base = args.state_dir.expanduser()
-    else:
-        from platformdirs import user_state_dir
-
-        base = Path(user_state_dir("leviathan", appauthor=False))
-    return base / "dry-run" if args.dry_run else base
-
-
-def _setup_logging(directory: Path) -> None:
-    import logging
-
-    directory.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(directory / "leviathan.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("leviathan")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from leviathan_tui import commands
     from leviathan_tui.errors import EXIT_INTERRUPTED, LeviathanError
 
     try:
         if args.command == "render":
-            return cmd_render(args)
+            return commands.cmd_render(args)
         if args.command == "status":
-            return cmd_status(args)
+            return commands.cmd_status(args)
         if args.command == "reset":
-            return cmd_reset(args)
+            return commands.cmd_reset(args)
         if args.command == "health":
             return cmd_health(args)
-        return cmd_run(args)
+        return commands.cmd_run(args)
     except LeviathanError as err:
         sys.stderr.write(f"leviathan: {err}\n")
         return err.exit_code
@@ -128,188 +111,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    """(config, replay file or None) — both validated before anything is touched."""
-    from leviathan_tui.config import load_config
-    from leviathan_tui.errors import LeviathanError
-    from leviathan_tui.replay import ReplayFile
-
-    replay = ReplayFile.load(args.replay) if getattr(args, "replay", None) else None
-    base = replay.config if replay else None
-    if base is None and not getattr(args, "replay", None):
-        saved = state_dir(args) / "replay.yaml"
-        if args.config is None and saved.exists():
-            try:
-                base = ReplayFile.load(saved).config
-            except LeviathanError:
-                base = None
-    return load_config(args.config, base), replay
-
-
-def _machine(args: argparse.Namespace) -> dict[str, Any] | None:
-    if not args.machine:
-        return None
-    from leviathan_tui.agent.lsblk import parse_lsblk
-    from leviathan_tui.errors import UsageError
-
-    if not args.dry_run:
-        raise UsageError("--machine only makes sense with --dry-run")
-    import json
-
-    try:
-        data = json.loads(args.machine.read_text(encoding="utf-8"))
-        parse_lsblk(data)
-    except OSError as err:
-        raise UsageError(f"{args.machine}: cannot read: {err.strerror}") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"{args.machine}: not `lsblk -J -b` output: {err}") from None
-    return data
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    import queue
-
-    from leviathan_tui.backends import dry_backends, real_backends
-    from leviathan_tui.engine import Engine
-    from leviathan_tui.errors import UsageError
-    from leviathan_tui.events import LogLine
-    from leviathan_tui.phases import PHASES, all_steps
-    from leviathan_tui.state import SessionLock, State
-
-    config, replay = _load(args)
-    machine = _machine(args)
-    only = [p.strip() for p in args.only.split(",")] if args.only else None
-    if only:
-        unknown = [p for p in only if p not in PHASES]
-        if unknown:
-            raise UsageError(
-                f"--only: unknown phase {', '.join(unknown)}; phases are {', '.join(PHASES)}"
-            )
-    directory = state_dir(args)
-    lock = SessionLock(directory)
-    lock.acquire()
-    try:
-        _setup_logging(directory)
-        state = State.load(directory)
-        for notice in state.notices:
-            sys.stderr.write(f"leviathan: {notice}\n")
-        events: queue.Queue[Any] = queue.Queue()
-        if args.dry_run:
-            backends = dry_backends(
-                config, machine, speed=float(os.environ.get("LEVIATHAN_DRY_RUN_SPEED", "1"))
-            )
-        else:
-            backends = real_backends(
-                config, on_retry=lambda msg: events.put(LogLine("", msg, "warn"))
-            )
-        if replay is not None:
-            from leviathan_tui.headless import run_headless
-            from leviathan_tui.replay import ReplayAnswerer
-
-            engine = Engine(
-                all_steps(),
-                config=config,
-                state=state,
-                backends=backends,
-                answerer=ReplayAnswerer(replay),
-                emit=events.put,
-            )
-            engine.select(only)  # validates --only before anything runs
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-            return run_headless(engine, events, only)
-        from leviathan_tui.app import run_app
-
-        return run_app(
-            config=config,
-            state=state,
-            backends=backends,
-            only=only,
-            directory=directory,
-            dry_run=args.dry_run,
-        )
-    finally:
-        lock.release()
-
-
-def cmd_render(args: argparse.Namespace) -> int:
-    from leviathan_tui.manifests import render_all
-
-    config, _ = _load(args)
-    state = None
-    from leviathan_tui.state import State
-
-    directory = state_dir(args)
-    if (directory / "state.json").exists():
-        state = State.load(directory)
-    digest = state.artifact("build.push", "digest") if state else None
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in render_all(config, digest=digest).items():
-        (out / name).write_text(text, encoding="utf-8")
-        print(out / name)
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from leviathan_tui.phases import all_steps
-    from leviathan_tui.state import State
-
-    directory = state_dir(args)
-    if not (directory / "state.json").exists():
-        print(f"no saved session in {directory}")
-        return 0
-    state = State.load(directory)
-    for notice in state.notices:
-        sys.stderr.write(f"leviathan: {notice}\n")
-    print(f"session in {directory} (started {state.created_at}, updated {state.updated_at})")
-    for step in all_steps():
-        rec = state.steps.get(step.id)
-        status = rec.status if rec else "pending"
-        detail = (rec.summary or rec.error or "") if rec else ""
-        print(f"  {step.id:<22} {status:<8} {detail}")
-    return 0
-
-
-def cmd_reset(args: argparse.Namespace) -> int:
-    from leviathan_tui.state import SessionLock, State
-
-    directory = state_dir(args)
-    if not (directory / "state.json").exists():
-        print(f"no saved session in {directory}")
-        return 0
-    if not args.yes:
-        if not sys.stdin.isatty():
-            from leviathan_tui.errors import UsageError
-
-            raise UsageError("reset asks for confirmation; pass --yes when running from a script")
-        answer = input(f"Forget the session in {directory}? Nothing on the cluster changes. [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("kept")
-            return 0
-    with SessionLock(directory):
-        State.load(directory).reset()
-    print(f"forgot the session in {directory}")
-    return 0
-
-
 def cmd_health(args: argparse.Namespace) -> int:
     import threading
 
     from leviathan_tui.backends.http import HttpBackend
-    from leviathan_tui.engines import engine_spec
+    from leviathan_tui.commands import load_settings, state_dir
     from leviathan_tui.errors import StepError
     from leviathan_tui.health import check_health
+    from leviathan_tui.inference import engine_spec
+    from leviathan_tui.records import Health, NodeFacts
     from leviathan_tui.state import State
 
-    config, _ = _load(args)
+    config, _ = load_settings(args)
     url = args.url or config.deploy.health_url
     if not url:
-        directory = state_dir(args)
-        state = State.load(directory) if (directory / "state.json").exists() else None
-        ip = state.artifact("preflight.node", "internal_ip") if state else None
-        url = state.artifact("deploy.health", "base_url") if state else None
-        if not url and ip:
-            url = f"http://{ip}:{config.deploy.node_port}"
+        state = State.load(state_dir(args), read_only=True)
+        health, facts = state.get(Health), state.get(NodeFacts)
+        url = health.base_url if health else None
+        if not url and facts and facts.internal_ip:
+            url = f"http://{facts.internal_ip}:{config.deploy.node_port}"
     if not url:
         sys.stderr.write(
             "leviathan: no URL: pass --url http://NODE:30000 or set deploy.health_url\n"

@@ -10,12 +10,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leviathan_tui.errors import UsageError
-
-MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def _port(value: int) -> int:
@@ -334,37 +331,17 @@ def config_from_mapping(data: Any, source: str) -> Config:
         raise UsageError(format_validation_error(err, source)) from None
 
 
-def load_yaml_file(path: Path, what: str) -> Any:
-    """Read a YAML file with errors that name the place, never a traceback."""
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read {what}: {err.strerror}") from None
-    if size > MAX_CONFIG_BYTES:
-        raise UsageError(
-            f"{path}: {what} is {size} bytes; refusing anything over {MAX_CONFIG_BYTES} bytes"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UsageError(f"{path}: {what} is not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read {what}: {err.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
-        problem = getattr(err, "problem", None) or str(err)
-        raise UsageError(
-            f"{path}:{mark.line + 1 if mark else '?'}: YAML syntax error at {where}: {problem}"
-        ) from None
+def load_config(
+    path: Path | None, base: dict[str, Any] | None = None, base_source: str = "config"
+) -> Config:
+    """Config from defaults, then `base` (e.g. a replay file's config), then the file. Errors
+    name the file a bad value came from."""
+    from leviathan_tui.bounded_input import load_yaml_file
 
-
-def load_config(path: Path | None, base: dict[str, Any] | None = None) -> Config:
-    """Config from defaults, then `base` (e.g. a replay file's config), then the file."""
     merged: dict[str, Any] = dict(base or {})
-    source = "config"
+    source = base_source
+    if base:
+        config_from_mapping(merged, base_source)  # a bad value in the base is blamed on it
     if path is not None:
         data = load_yaml_file(path, "config file")
         if data is not None and not isinstance(data, dict):

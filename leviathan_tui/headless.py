@@ -9,10 +9,13 @@ import threading
 import time
 from typing import Any, TextIO
 
-from leviathan_tui.engine import Engine
 from leviathan_tui.errors import EXIT_INTERRUPTED
 from leviathan_tui.events import (
     Event,
+    Explanation,
+    FileProgress,
+    FilesPlanned,
+    HealthAttempt,
     LogLine,
     Notice,
     Progress,
@@ -21,15 +24,14 @@ from leviathan_tui.events import (
     StepBlocked,
     StepDone,
     StepFailed,
+    StepInterrupted,
     StepSkipped,
     StepStarted,
 )
+from leviathan_tui.runner import Runner
+from leviathan_tui.units import decimal_size, duration
 
 PROGRESS_EVERY_S = 3.0
-
-
-def _gb(value: float) -> str:
-    return f"{value / 1e9:.1f} GB"
 
 
 class ProgressLines:
@@ -42,49 +44,41 @@ class ProgressLines:
         self._rich = RichProgress(auto_refresh=False, disable=True)
         self._tasks: dict[str, Any] = {}
         self._last: dict[str, float] = {}
+        self._finished: set[str] = set()
 
     def line(self, event: Progress) -> str | None:
-        key = f"{event.step_id}|{event.item}"
+        key = event.step_id
         if key not in self._tasks:
             self._tasks[key] = self._rich.add_task(key, total=event.total)
         task_id = self._tasks[key]
         self._rich.update(task_id, completed=event.done, total=event.total)
         finished = event.total is not None and event.done >= event.total
         now = time.monotonic()
-        if event.item:
-            return None  # per-file detail goes to the TUI (and file_done log lines); headless prints the overall line
+        if finished and key in self._finished:
+            return None
         if not finished and now - self._last.get(key, 0.0) < self.every_s:
             return None
+        if finished:
+            self._finished.add(key)
         self._last[key] = now
         task = self._rich.tasks[task_id]
         if event.unit == "B":
-            text = _gb(event.done) + (
-                f" of {_gb(event.total)} ({100 * event.done / event.total:.1f}%)"
+            text = decimal_size(event.done) + (
+                f" of {decimal_size(event.total)} ({100 * event.done / event.total:.1f}%)"
                 if event.total
                 else ""
             )
             if task.speed:
                 text += f", {task.speed / 1e6:.1f} MB/s"
             if task.time_remaining is not None and not finished:
-                text += f", ETA {_duration(task.time_remaining)}"
+                text += f", ETA {duration(task.time_remaining)}"
         else:
             text = f"{event.done:.0f} {event.unit}" + (
                 f" of {event.total:.0f}" if event.total else ""
             )
-        if event.item:
-            text = f"{event.item}: {text}"
         if event.note:
             text += f" — {event.note}"
         return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 class HeadlessPrinter:
@@ -114,6 +108,8 @@ class HeadlessPrinter:
                 self._print(event.step_id, "FAILED", event.error)
                 if event.hint:
                     self._print(event.step_id, "fix", event.hint)
+            case StepInterrupted():
+                self._print(event.step_id, "stopped", "interrupted; resumes on the next run")
             case StepBlocked():
                 self._print(
                     event.step_id, "blocked", f"not run: waiting for {', '.join(event.waiting_for)}"
@@ -126,6 +122,10 @@ class HeadlessPrinter:
                 line = self.progress.line(event)
                 if line:
                     self._print(event.step_id, "progress", line)
+            case Explanation():
+                self._print(event.step_id, "why", f"{event.cause} — fix: {event.fix}")
+            case HealthAttempt() | FileProgress() | FilesPlanned():
+                pass  # the log lines say the same; the TUI draws these
             case QuestionAsked():
                 q = event.question
                 assert q is not None
@@ -150,7 +150,7 @@ class HeadlessPrinter:
 
 
 def run_headless(
-    engine: Engine,
+    engine: Runner,
     events: queue.Queue[Event],
     only: list[str] | None,
     out: TextIO = sys.stdout,

@@ -6,10 +6,14 @@ config: {...}       # optional, same schema as --config
 answers:
   storage.device: /dev/nvme0n1
 ```
+
+Strict: an unknown answer id, a secret, or an answer of the wrong type stops the run before
+anything happens (exit 2), naming the file and the place.
 """
 
 from __future__ import annotations
 
+import difflib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +21,35 @@ from typing import Any
 
 import yaml
 
-from leviathan_tui.config import load_yaml_file
+from leviathan_tui.bounded_input import load_yaml_file
 from leviathan_tui.errors import RefusedAnswer, UnansweredQuestion, UsageError
 from leviathan_tui.events import Question
+from leviathan_tui.questions import QUESTIONS, SECRET_SOURCES
 from leviathan_tui.state import atomic_write
 
 REPLAY_VERSION = 1
+
+
+def _check_answer(path: Path, key: Any, value: Any) -> None:
+    if not isinstance(key, str):
+        raise UsageError(f"{path}: answers: question ids are text, got {key!r}")
+    spec = QUESTIONS.get(key)
+    if spec is None:
+        near = difflib.get_close_matches(key, QUESTIONS, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"question ids are: {', '.join(QUESTIONS)}"
+        raise UsageError(f"{path}: answers.{key}: no such question", hint)
+    if spec.secret:
+        raise UsageError(
+            f"{path}: answers.{key}: a secret does not belong in a replay file", SECRET_SOURCES
+        )
+    if spec.value == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{path}: answers.{key}: must be a whole number, got {value!r}")
+        return
+    if isinstance(value, bool) or value is None or not isinstance(value, str | int):
+        raise UsageError(
+            f"{path}: answers.{key}: must be text, got {type(value).__name__} {value!r}"
+        )
 
 
 @dataclass
@@ -38,10 +65,10 @@ class ReplayFile:
             raise UsageError(
                 f"{path}: a replay file is a mapping with 'version' and 'answers', got {type(data).__name__}"
             )
-        unknown = set(data) - {"version", "config", "answers"}
+        unknown = set(map(str, data)) - {"version", "config", "answers"}
         if unknown:
             raise UsageError(
-                f"{path}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; a replay file has version, config, answers"
+                f"{path}: unknown key(s) {', '.join(sorted(unknown))}; a replay file has version, config, answers"
             )
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
@@ -62,11 +89,8 @@ class ReplayFile:
         if not isinstance(answers, dict):
             raise UsageError(f"{path}: answers: must be a mapping of question id to answer")
         for key, value in answers.items():
-            if not isinstance(key, str):
-                raise UsageError(f"{path}: answers: question ids are strings, got {key!r}")
-            if isinstance(value, dict | list):
-                raise UsageError(f"{path}: answers.{key}: must be a single value")
-        return cls(path, config, {k: v for k, v in answers.items()})
+            _check_answer(path, key, value)
+        return cls(path, config, {str(k): v for k, v in answers.items()})
 
     def dump(self) -> str:
         doc: dict[str, Any] = {"version": REPLAY_VERSION}
@@ -88,10 +112,10 @@ class ReplayAnswerer:
         self._lock = threading.Lock()
 
     def answer(self, question: Question, cancelled: threading.Event) -> Any:
-        if question.details.get("secret"):
+        if question.secret:
             raise UnansweredQuestion(
                 f"{question.id} ({question.prompt}) is a secret: it is never read from a replay file",
-                "load the key into ssh-agent (ssh-add) or set LEVIATHAN_SSH_PASSPHRASE for this run",
+                SECRET_SOURCES,
             )
         with self._lock:
             if question.id not in self.replay.answers:
@@ -101,17 +125,16 @@ class ReplayAnswerer:
                     f"add this line under 'answers:'{where}:\n    {question.yaml_line()}",
                 )
             answer = self.replay.answers[question.id]
-        if isinstance(answer, bool):
-            answer = "yes" if answer else "no"
-        elif isinstance(answer, int | float):
-            answer = str(answer)
+        answer = str(answer)
         problem = question.check(answer)
         if problem:
             raise RefusedAnswer(
-                f"answer to {question.id} refused: {problem}",
-                question.details.get("refusal_hint", ""),
+                f"answer to {question.id} refused: {problem}", question.refusal_hint
             )
         return answer
 
     def recorded(self, key: str) -> Any:
         return self.replay.answers.get(key)
+
+    def record_fact(self, key: str, value: Any) -> None:
+        """Facts come from the file; a replay never rewrites it."""

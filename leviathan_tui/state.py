@@ -1,32 +1,45 @@
-"""Session state: per-step status, answers and artifacts, saved atomically on every change.
+"""Session state: per-step status, the records steps publish, and answers — saved atomically.
 
 The file is JSON with a schema version. A save writes a temp file in the same directory, fsyncs
 it, renames it over the old one and fsyncs the directory, so a kill at any instant leaves the old
-or the new version, never a mix. Progress-only changes are coalesced (at most one write per
-`coalesce_s`), so a download emitting hundreds of events a second costs a few writes a second.
+or the new version, never a mix; a failed save (disk full, read-only) removes its temp file and
+leaves the last good version in place. Progress-only changes are coalesced (at most one write per
+`coalesce_s`). A file that cannot be read — bad JSON, another schema, a field of the wrong type —
+is moved aside under a name of its own and reported; read-only commands leave it where it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from leviathan_tui.errors import UsageError
+from leviathan_tui.bounded_input import load_json_file
+from leviathan_tui.errors import LeviathanError, UsageError
+from leviathan_tui.records import Record, record_from_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATE_FILE = "state.json"
 LOCK_FILE = "session.lock"
 REPLAY_FILE = "replay.yaml"
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
-STATUSES = ("pending", "running", "done", "failed", "skipped")
+STATUSES = ("pending", "running", "done", "failed", "skipped", "interrupted")
+
+R = TypeVar("R", bound=Record)
+
+
+class StateWriteError(LeviathanError):
+    """The session could not be saved (disk full, read-only, wrong kind of file)."""
 
 
 def now_iso() -> str:
@@ -40,7 +53,6 @@ class StepRecord:
     finished_at: str | None = None
     error: str | None = None
     summary: str | None = None
-    artifacts: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,22 +61,61 @@ class StepRecord:
             "finished_at": self.finished_at,
             "error": self.error,
             "summary": self.summary,
-            "artifacts": self.artifacts,
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StepRecord:
+    def from_json(cls, step_id: str, data: Any) -> StepRecord:
+        if not isinstance(data, dict):
+            raise ValueError(f"steps.{step_id}: expected an object")
         status = data.get("status", "pending")
         if status not in STATUSES:
-            raise ValueError(f"unknown step status {status!r}")
-        return cls(
-            status=status,
-            started_at=data.get("started_at"),
-            finished_at=data.get("finished_at"),
-            error=data.get("error"),
-            summary=data.get("summary"),
-            artifacts=dict(data.get("artifacts") or {}),
+            raise ValueError(f"steps.{step_id}.status: unknown status {status!r}")
+        fields: dict[str, str | None] = {}
+        for key in ("started_at", "finished_at", "error", "summary"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"steps.{step_id}.{key}: expected text or null")
+            fields[key] = value
+        return cls(status=status, **fields)
+
+
+def _describe_os_error(err: OSError) -> str:
+    return err.strerror or str(err)
+
+
+def check_directory(directory: Path) -> None:
+    """The state directory can hold the session: exit 2 naming the path and cause otherwise."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(
+            f"state directory {directory} is a file, not a directory",
+            "pass another --state-dir, or move that file away",
+        ) from None
+    except OSError as err:
+        raise UsageError(
+            f"cannot create the state directory {directory}: {_describe_os_error(err)}",
+            "pass a writable --state-dir",
+        ) from None
+    if not directory.is_dir():
+        raise UsageError(
+            f"state directory {directory} is not a directory", "pass another --state-dir"
         )
+    for name in (STATE_FILE, LOCK_FILE, REPLAY_FILE):
+        path = directory / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise UsageError(
+                f"{path} is not a regular file",
+                f"move it away (mv {path} {path}.old) or pass another --state-dir",
+            )
+    probe = directory / f".write-test.{os.getpid()}"
+    try:
+        atomic_write(probe, b"ok\n")
+    except StateWriteError as err:
+        raise UsageError(err.message, "free space there, or pass a writable --state-dir") from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 class SessionLock:
@@ -75,8 +126,17 @@ class SessionLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as err:
+            raise UsageError(
+                f"cannot open the session lock {self.path}: {_describe_os_error(err)}",
+                "pass a writable --state-dir, or move that path away",
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UsageError(f"{self.path} is not a regular file", "move it away")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,17 +146,24 @@ class SessionLock:
                 f"another Leviathan (PID {holder}) is driving the session in {self.path.parent}",
                 "wait for it to finish, stop it, or use another --state-dir",
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as err:
+            os.close(fd)
+            raise UsageError(
+                f"cannot write the session lock {self.path}: {_describe_os_error(err)}",
+                "free space there, or pass a writable --state-dir",
+            ) from None
         self._fd = fd
 
     def release(self) -> None:
-        if self._fd is not None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
+                os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def __enter__(self) -> SessionLock:
         self.acquire()
@@ -107,22 +174,30 @@ class SessionLock:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
+    """Temp file + fsync + rename + directory fsync; on failure nothing partial is left."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        cause = "the disk is full" if err.errno == errno.ENOSPC else _describe_os_error(err)
+        raise StateWriteError(f"cannot save {path}: {cause}") from None
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 class State:
@@ -133,11 +208,13 @@ class State:
         self.path = directory / STATE_FILE
         self.coalesce_s = coalesce_s
         self.steps: dict[str, StepRecord] = {}
+        self.records: dict[str, tuple[str, Record]] = {}  # type name -> (owner step, record)
         self.answers: dict[str, Any] = {}
         self.created_at = now_iso()
         self.updated_at = self.created_at
         self.notices: list[str] = []
         self.saves = 0
+        self.read_only = False
         self._lock = threading.RLock()
         self._dirty = False
         self._last_save = 0.0
@@ -145,34 +222,90 @@ class State:
     # --- loading -------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, directory: Path, coalesce_s: float = 1.0) -> State:
+    def load(cls, directory: Path, coalesce_s: float = 1.0, *, read_only: bool = False) -> State:
+        """The saved session. `read_only`: never move or write anything (status, health, plan)."""
         state = cls(directory, coalesce_s)
-        if not state.path.exists():
+        state.read_only = read_only
+        if not state.path.exists() and not state.path.is_symlink():
             return state
         try:
-            raw = json.loads(state.path.read_text(encoding="utf-8"))
-            if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-            version = raw.get("schema")
-            if version != SCHEMA_VERSION:
-                raise ValueError(
-                    f"schema version {version!r}, this Leviathan reads {SCHEMA_VERSION}"
+            raw = load_json_file(state.path, "the saved session", MAX_STATE_BYTES)
+            state._fill(raw)
+        except (UsageError, ValueError, TypeError) as err:
+            reason = err.message if isinstance(err, UsageError) else str(err)
+            state.steps, state.records, state.answers = {}, {}, {}
+            if read_only:
+                state.notices.append(
+                    f"the saved session cannot be read ({reason}); it is left as it is"
                 )
-            state.steps = {k: StepRecord.from_json(v) for k, v in (raw.get("steps") or {}).items()}
-            state.answers = dict(raw.get("answers") or {})
-            state.created_at = raw.get("created_at") or state.created_at
-            state.updated_at = raw.get("updated_at") or state.updated_at
-        except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as err:
-            aside = state.path.with_name(
-                f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}"
-            )
-            os.replace(state.path, aside)
-            state.notices.append(
-                f"the saved session could not be read ({err}); it was moved aside to {aside} "
-                "and a new session was started"
-            )
-            state.steps, state.answers = {}, {}
+            else:
+                aside = state._move_aside()
+                state.notices.append(
+                    f"the saved session could not be read ({reason}); it was moved aside to {aside} "
+                    "and a new session was started"
+                )
         return state
+
+    def _fill(self, raw: Any) -> None:
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        version = raw.get("schema")
+        if version != SCHEMA_VERSION:
+            older = isinstance(version, int) and not isinstance(version, bool) and version < 2
+            raise ValueError(
+                f"schema version {version!r}, this Leviathan reads {SCHEMA_VERSION}"
+                + (
+                    " (written by an older Leviathan; every step checks the world again)"
+                    if older
+                    else ""
+                )
+            )
+        steps = raw.get("steps") or {}
+        records = raw.get("records") or {}
+        answers = raw.get("answers") or {}
+        if (
+            not isinstance(steps, dict)
+            or not isinstance(records, dict)
+            or not isinstance(answers, dict)
+        ):
+            raise ValueError("steps, records and answers must be objects")
+        self.steps = {str(k): StepRecord.from_json(str(k), v) for k, v in steps.items()}
+        self.records = {}
+        for type_name, entry in records.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("step"), str):
+                raise ValueError(f"records.{type_name}: expected {{step, data}}")
+            self.records[type_name] = (
+                entry["step"],
+                record_from_json(type_name, entry.get("data")),
+            )
+        for key, value in answers.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise ValueError(f"answers.{key}: expected a single value")
+        self.answers = dict(answers)
+        for key in ("created_at", "updated_at"):
+            value = raw.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{key}: expected text")
+        self.created_at = raw.get("created_at") or self.created_at
+        self.updated_at = raw.get("updated_at") or self.updated_at
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for n in range(1, 1000):
+            suffix = "" if n == 1 else f"-{n}"
+            aside = self.path.with_name(f"{STATE_FILE}.unreadable-{stamp}{suffix}")
+            if aside.exists() or aside.is_symlink():
+                continue
+            try:
+                os.link(self.path, aside)  # fails if the name appeared meanwhile: never overwrites
+            except FileExistsError:
+                continue
+            except OSError:
+                os.replace(self.path, aside)
+                return aside
+            os.unlink(self.path)
+            return aside
+        raise UsageError(f"too many unreadable sessions kept beside {self.path}", "remove old ones")
 
     @property
     def exists(self) -> bool:
@@ -180,13 +313,16 @@ class State:
 
     @property
     def has_progress(self) -> bool:
-        return any(r.status != "pending" for r in self.steps.values()) or bool(self.answers)
+        return (
+            any(r.status != "pending" for r in self.steps.values())
+            or bool(self.answers)
+            or bool(self.records)
+        )
 
-    # --- mutation ------------------------------------------------------------------------
+    # --- steps ---------------------------------------------------------------------------
 
-    def record(self, step_id: str) -> StepRecord:
-        with self._lock:
-            return self.steps.setdefault(step_id, StepRecord())
+    def _step(self, step_id: str) -> StepRecord:
+        return self.steps.setdefault(step_id, StepRecord())
 
     def set_status(
         self, step_id: str, status: str, *, error: str | None = None, summary: str | None = None
@@ -194,7 +330,7 @@ class State:
         if status not in STATUSES:
             raise ValueError(status)
         with self._lock:
-            rec = self.record(step_id)
+            rec = self._step(step_id)
             rec.status = status
             if status == "running":
                 rec.started_at = now_iso()
@@ -202,21 +338,44 @@ class State:
                 rec.error = None
             elif status in ("done", "failed", "skipped"):
                 rec.finished_at = now_iso()
-            if error is not None or status != "failed":
+            if error is not None or status not in ("failed", "interrupted"):
                 rec.error = error
             if summary is not None:
                 rec.summary = summary
             self.save()
 
-    def set_artifact(self, step_id: str, key: str, value: Any, *, coalesce: bool = False) -> None:
-        with self._lock:
-            self.record(step_id).artifacts[key] = value
-            self.save(coalesce=coalesce)
-
-    def artifact(self, step_id: str, key: str, default: Any = None) -> Any:
+    def status(self, step_id: str) -> str:
         with self._lock:
             rec = self.steps.get(step_id)
-            return default if rec is None else rec.artifacts.get(key, default)
+            return rec.status if rec else "pending"
+
+    def iter_steps(self) -> Iterator[tuple[str, StepRecord]]:
+        with self._lock:
+            yield from list(self.steps.items())
+
+    # --- records -------------------------------------------------------------------------
+
+    def publish(self, step_id: str, record: Record, *, coalesce: bool = False) -> None:
+        with self._lock:
+            self.records[type(record).__name__] = (step_id, record)
+            self.save(coalesce=coalesce)
+
+    def get(self, cls: type[R]) -> R | None:
+        with self._lock:
+            entry = self.records.get(cls.__name__)
+        return entry[1] if entry and isinstance(entry[1], cls) else None  # type: ignore[return-value]
+
+    def owner(self, cls: type[Record]) -> str | None:
+        with self._lock:
+            entry = self.records.get(cls.__name__)
+        return entry[0] if entry else None
+
+    def drop(self, cls: type[Record]) -> None:
+        with self._lock:
+            if self.records.pop(cls.__name__, None) is not None:
+                self.save()
+
+    # --- answers -------------------------------------------------------------------------
 
     def set_answer(self, question_id: str, value: Any) -> None:
         with self._lock:
@@ -228,11 +387,6 @@ class State:
             if self.answers.pop(question_id, None) is not None:
                 self.save()
 
-    def status(self, step_id: str) -> str:
-        with self._lock:
-            rec = self.steps.get(step_id)
-            return rec.status if rec else "pending"
-
     # --- saving --------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
@@ -241,24 +395,35 @@ class State:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "steps": {k: v.to_json() for k, v in self.steps.items()},
+            "records": {
+                name: {"step": step, "data": record.to_json()}
+                for name, (step, record) in self.records.items()
+            },
             "answers": self.answers,
         }
 
     def save(self, *, coalesce: bool = False) -> None:
         with self._lock:
             self._dirty = True
+            if self.read_only:
+                return
             if coalesce and time.monotonic() - self._last_save < self.coalesce_s:
                 return
             self._write()
 
     def flush(self) -> None:
         with self._lock:
-            if self._dirty:
+            if self._dirty and not self.read_only:
                 self._write()
 
     def _write(self) -> None:
         self.updated_at = now_iso()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StateWriteError(
+                f"cannot save the session in {self.directory}: {_describe_os_error(err)}"
+            ) from None
         atomic_write(self.path, json.dumps(self.to_json(), indent=2, sort_keys=True).encode())
         self._dirty = False
         self._last_save = time.monotonic()
@@ -267,10 +432,8 @@ class State:
     def reset(self) -> None:
         with self._lock:
             self.steps.clear()
+            self.records.clear()
             self.answers.clear()
+            self._dirty = False
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-
-    def iter_steps(self) -> Iterator[tuple[str, StepRecord]]:
-        with self._lock:
-            yield from list(self.steps.items())

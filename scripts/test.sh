@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python packages, and as root the Debian packages for the
-# real sshd, registry, builder and XFS tools), then run the whole suite.
+# Install everything the tests need, then run the whole suite:
+#   - as root on Debian, the packages for the real sshd, registry, builder and XFS tools;
+#   - the package with its `test` extra, into a virtual environment of the script's own
+#     (no system site-packages, kept in .venv-test/ and reused), so nothing installed by hand
+#     elsewhere can hide a missing install step.
 # Extra arguments go to pytest, e.g. `./scripts/test.sh -m "not slow"` for the fast subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   mkdir -p /run/sshd
+  # the services above are required, not optional: a missing one fails the suite instead of skipping it
+  export LEVIATHAN_TESTS_REQUIRE_SERVICES=1
 fi
 # llama.cpp for the tests against the real llama-server: built once per pinned version, then reused
 if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ]; then
@@ -24,5 +29,14 @@ if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ]; then
   export LEVIATHAN_LLAMA_CPP_BIN
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
-exec python3 -m pytest -p no:cacheprovider "$@"
+venv="${LEVIATHAN_TEST_VENV:-$PWD/.venv-test}"
+if ! "$venv/bin/python" -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
+  echo "creating the test environment in $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+export PATH="$venv/bin:$PATH"
+exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@"

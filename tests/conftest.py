@@ -30,3 +30,23 @@ def run_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
+
+
+# scripts/test.sh installs every service the suite needs; there a skipped test means a missing
+# install step, so it fails the run instead of passing quietly
+_REQUIRE_ALL = os.environ.get("LEVIATHAN_TESTS_REQUIRE_SERVICES") == "1"
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _REQUIRE_ALL and report.skipped:
+        _skipped.append(f"{report.nodeid}: {report.longrepr}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped:
+        print("\nskipped although scripts/test.sh installs what they need:", file=sys.stderr)
+        for line in _skipped:
+            print(f"  {line}", file=sys.stderr)
+        if exitstatus == 0:
+            session.exitstatus = 1

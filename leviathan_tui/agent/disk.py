@@ -1,56 +1,29 @@
 """Format (when needed) and mount the data disk, refusing anything unsafe.
 
     python -m leviathan_tui.agent.disk --device PATH --serial SERIAL --size BYTES \
-        --label LABEL --mountpoint DIR [--allow-foreign-fs]
+        --label LABEL --mountpoint DIR [--by-id NAME ...] [--fs-uuid UUID] [--allow-foreign-fs]
 
-The device's serial and size are re-checked immediately before acting. A device with anything
-mounted, a Talos system disk, or one carrying someone else's filesystem (without
+The device's identity — serial, size, and when known its /dev/disk/by-id names and filesystem
+UUID — is re-checked immediately before acting. A device with anything mounted, a Talos system
+disk, a device that is not a whole disk, or one carrying someone else's filesystem (without
 --allow-foreign-fs) is refused. An XFS that already carries our label is mounted, never formatted.
-Exit 0 done, 3 refused, 1 failed; the last JSON line says which and why.
+Only one disk agent acts on a mountpoint at a time. Exit 0 done, 3 refused, 1 failed; the last
+JSON line says which and why.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import subprocess
 import sys
 
 from leviathan_tui.agent._emit import emit, milestone, result
+from leviathan_tui.agent.lock import Held, hold
 from leviathan_tui.agent.lsblk import BlockDevice, assess, enrich, parse_lsblk, run_lsblk
+from leviathan_tui.agent.node import current
 
-
-def _exclusive_busy(path: str) -> bool:
-    """The kernel refuses an O_EXCL open of a block device that is mounted or held, in any mount
-    namespace — including the node's, which lsblk inside a pod cannot see."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_EXCL)
-    except OSError as err:
-        if err.errno == errno.EBUSY:
-            return True
-        raise
-    os.close(fd)
-    return False
-
-
-def _findmnt(mountpoint: str) -> tuple[str, str] | None:
-    proc = subprocess.run(
-        ["findmnt", "-n", "-o", "SOURCE,FSTYPE", "--mountpoint", mountpoint],
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0 or not proc.stdout.strip():
-        return None
-    source, _, fstype = proc.stdout.strip().splitlines()[0].partition(" ")
-    return source.strip(), fstype.strip()
-
-
-def _same_device(a: str, b: str) -> bool:
-    try:
-        return os.stat(a).st_rdev == os.stat(b).st_rdev
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+LOCK_NAME = ".leviathan-disk.lock"
 
 
 def _current(device: str) -> BlockDevice:
@@ -60,38 +33,142 @@ def _current(device: str) -> BlockDevice:
     return devices[0]
 
 
-def check_only(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.device):
-        return result("refused", f"{args.device} does not exist on this node")
-    try:
-        dev = _current(args.device)
-    except (OSError, subprocess.CalledProcessError, ValueError) as err:
-        return result("failed", f"cannot read {args.device}: {err}")
-    if dev.serial != args.serial or dev.size != args.size:
-        return result(
-            "refused",
-            f"{args.device} is not the recorded disk (serial {dev.serial!r}, size {dev.size})",
-        )
-    if dev.fstype != "xfs" or dev.label != args.label:
-        return result(
-            "refused",
-            f"{args.device} carries {dev.fstype or 'no filesystem'} label {dev.label!r}, not our XFS",
-        )
-    mounted = _findmnt(args.mountpoint)
-    if not mounted or not _same_device(mounted[0], args.device) or mounted[1] != "xfs":
-        return result("refused", f"{args.device} is not mounted at {args.mountpoint}")
-    st = os.statvfs(args.mountpoint)
+def identity_mismatch(dev: BlockDevice, args: argparse.Namespace) -> str:
+    """Why `dev` is not the recorded disk, or "" when serial, size, by-id and UUID all match."""
+    problems = []
+    if dev.serial != args.serial:
+        problems.append(f"serial {dev.serial!r} (recorded {args.serial!r})")
+    if dev.size != args.size:
+        problems.append(f"size {dev.size} bytes (recorded {args.size})")
+    if args.by_id and dev.by_id and not set(args.by_id) & set(dev.by_id):
+        problems.append(f"by-id {', '.join(dev.by_id)} (recorded {', '.join(args.by_id)})")
+    if args.fs_uuid and dev.uuid != args.fs_uuid:
+        problems.append(f"filesystem UUID {dev.uuid or 'none'} (recorded {args.fs_uuid})")
+    return "; ".join(problems)
+
+
+def _done(args: argparse.Namespace, dev: BlockDevice, formatted: bool) -> int:
+    free, total = current().space(args.mountpoint)
     return result(
         "done",
         device=args.device,
         serial=dev.serial,
         size=dev.size,
         by_id=dev.by_id,
-        formatted=False,
-        free_bytes=st.f_bavail * st.f_frsize,
-        fs_bytes=st.f_blocks * st.f_frsize,
+        fs_uuid=dev.uuid,
+        label=dev.label,
+        formatted=formatted,
+        free_bytes=free,
+        fs_bytes=total,
         mountpoint=args.mountpoint,
     )
+
+
+def _mounted_here(device: str, mountpoint: str) -> bool:
+    node = current()
+    found = node.findmnt(mountpoint)
+    return bool(found) and node.same_device(found[0], device) and found[1] == "xfs"
+
+
+def check_only(args: argparse.Namespace) -> int:
+    if not current().device_exists(args.device):
+        return result("refused", f"{args.device} does not exist on this node")
+    try:
+        dev = _current(args.device)
+    except (OSError, subprocess.CalledProcessError, ValueError) as err:
+        return result("failed", f"cannot read {args.device}: {err}")
+    mismatch = identity_mismatch(dev, args)
+    if mismatch:
+        return result("refused", f"{args.device} is not the recorded disk: {mismatch}")
+    if dev.fstype != "xfs" or dev.label != args.label:
+        return result(
+            "refused",
+            f"{args.device} carries {dev.fstype or 'no filesystem'} label {dev.label!r}, not our XFS",
+        )
+    if not _mounted_here(args.device, args.mountpoint):
+        return result("refused", f"{args.device} is not mounted at {args.mountpoint}")
+    return _done(args, dev, formatted=False)
+
+
+def format_and_mount(args: argparse.Namespace) -> int:
+    node = current()
+    device = args.device
+    milestone(f"CHECKING {device}")
+    if not node.device_exists(device):
+        return result("refused", f"{device} does not exist on this node")
+    try:
+        dev = _current(device)
+    except (OSError, subprocess.CalledProcessError, ValueError) as err:
+        return result("failed", f"cannot read {device}: {err}")
+    mismatch = identity_mismatch(dev, args)
+    if mismatch:
+        return result(
+            "refused", f"{device} is not the disk that was chosen: {mismatch}; nothing formatted"
+        )
+
+    verdict = assess(dev, args.label, args.mountpoint, allow_loop=args.allow_loop_devices)
+    if not verdict.selectable:
+        return result("refused", f"{device}: {verdict.reason}")
+    ours = verdict.ours
+    if not (ours and dev.all_mounts):  # ours and already at the mountpoint: a resume
+        try:
+            busy = [p.path for p in dev.walk() if node.exclusive_busy(p.path)]
+        except OSError as err:
+            return result("failed", f"cannot open {device}: {err.strerror}")
+        if busy:
+            return result(
+                "refused",
+                f"{', '.join(busy)} is in use (mounted or held, possibly by the node itself)",
+            )
+
+    if ours:
+        milestone(f"{device} already carries XFS label {args.label}: not formatting")
+        emit("format", device=device, formatted=False, reason="already formatted by Leviathan")
+    else:
+        if verdict.foreign and not args.allow_foreign_fs:
+            return result(
+                "refused",
+                f"{device} carries {verdict.foreign}; formatting destroys it. It needs the second confirmation (--allow-foreign-fs)",
+                foreign=verdict.foreign,
+            )
+        milestone(f"FORMATTING {device} as XFS (label {args.label})...")
+        try:  # the identity once more, immediately before mkfs
+            again = _current(device)
+        except (OSError, subprocess.CalledProcessError, ValueError) as err:
+            return result("failed", f"cannot re-read {device}: {err}")
+        mismatch = identity_mismatch(again, args)
+        if mismatch:
+            return result("refused", f"{device} changed under us ({mismatch}); nothing formatted")
+        code, output = node.mkfs_xfs(device, args.label, force=bool(verdict.foreign))
+        if code != 0:
+            return result("failed", f"mkfs.xfs failed: {output[-500:]}")
+        emit("format", device=device, formatted=True)
+        try:
+            dev = _current(device)  # the new filesystem's UUID
+        except (OSError, subprocess.CalledProcessError, ValueError) as err:
+            return result("failed", f"cannot re-read {device} after mkfs: {err}")
+
+    found = node.findmnt(args.mountpoint)
+    if found and node.same_device(found[0], device):
+        milestone(f"{device} already mounted at {args.mountpoint}")
+    else:
+        if found:
+            return result(
+                "refused",
+                f"{args.mountpoint} already has {found[0]} ({found[1]}) mounted; unmount it first",
+            )
+        milestone(f"MOUNTING {device} to {args.mountpoint}...")
+        code, output = node.mount_xfs(device, args.mountpoint)
+        if code != 0:
+            return result("failed", f"mount failed: {output}")
+    if not _mounted_here(device, args.mountpoint):
+        return result(
+            "failed",
+            f"findmnt does not show {device} as XFS at {args.mountpoint} (saw {node.findmnt(args.mountpoint)})",
+        )
+    free, _ = node.space(args.mountpoint)
+    milestone(f"MOUNTED {device} at {args.mountpoint}: {free / 2**30:.1f} GiB free")
+    return _done(args, dev, formatted=not ours)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True)
     parser.add_argument("--mountpoint", required=True)
     parser.add_argument(
+        "--by-id", action="append", default=[], help="expected /dev/disk/by-id name (repeatable)"
+    )
+    parser.add_argument("--fs-uuid", default="", help="expected filesystem UUID (once formatted)")
+    parser.add_argument(
         "--allow-foreign-fs",
         action="store_true",
         help="format over an existing filesystem (second confirmation given)",
+    )
+    parser.add_argument(
+        "--allow-loop-devices", action="store_true", help="accept loop devices (test rigs only)"
     )
     parser.add_argument(
         "--check",
@@ -120,108 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         return check_only(args)
-
-    device = args.device
-    milestone(f"CHECKING {device}")
-    if not os.path.exists(device):
-        return result("refused", f"{device} does not exist on this node")
     try:
-        dev = _current(device)
-    except (OSError, subprocess.CalledProcessError, ValueError) as err:
-        return result("failed", f"cannot read {device}: {err}")
-
-    if dev.serial != args.serial:
+        with hold(os.path.join(args.mountpoint, LOCK_NAME), wait_s=30.0):
+            return format_and_mount(args)
+    except Held as held:
         return result(
             "refused",
-            f"serial mismatch on {device}: expected {args.serial!r}, found {dev.serial!r} — not the disk that was chosen",
+            f"another disk agent ({held.holder}) is working on {args.mountpoint}; nothing done",
         )
-    if dev.size != args.size:
-        return result(
-            "refused",
-            f"size mismatch on {device}: expected {args.size} bytes, found {dev.size} — not the disk that was chosen",
-        )
-
-    verdict = assess(dev, args.label, args.mountpoint)
-    if not verdict.selectable:
-        return result("refused", f"{device}: {verdict.reason}")
-    mounted_here = verdict.ours and bool(dev.all_mounts)  # resume: ours, already at the mountpoint
-    if not mounted_here:
-        try:
-            busy = [p.path for p in dev.walk() if _exclusive_busy(p.path)]
-        except OSError as err:
-            return result("failed", f"cannot open {device}: {err.strerror}")
-        if busy:
-            return result(
-                "refused",
-                f"{', '.join(busy)} is in use (mounted or held, possibly by the node itself)",
-            )
-
-    ours = dev.fstype == "xfs" and dev.label == args.label and not dev.children
-    if ours:
-        milestone(f"{device} already carries XFS label {args.label}: not formatting")
-        emit("format", device=device, formatted=False, reason="already formatted by Leviathan")
-    else:
-        if verdict.foreign and not args.allow_foreign_fs:
-            return result(
-                "refused",
-                f"{device} carries {verdict.foreign}; formatting destroys it. It needs the second confirmation (--allow-foreign-fs)",
-                foreign=verdict.foreign,
-            )
-        milestone(f"FORMATTING {device} as XFS (label {args.label})...")
-        cmd = ["mkfs.xfs", "-L", args.label]
-        if verdict.foreign:
-            cmd.append("-f")  # only after the operator's second confirmation
-        cmd.append(device)
-        # re-check serial and size one last time right before mkfs
-        try:
-            again = _current(device)
-        except (OSError, subprocess.CalledProcessError, ValueError) as err:
-            return result("failed", f"cannot re-read {device}: {err}")
-        if again.serial != args.serial or again.size != args.size:
-            return result("refused", f"{device} changed under us (serial/size); nothing formatted")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            return result(
-                "failed", f"mkfs.xfs failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-            )
-        emit("format", device=device, formatted=True)
-
-    os.makedirs(args.mountpoint, exist_ok=True)
-    mounted = _findmnt(args.mountpoint)
-    if mounted and _same_device(mounted[0], device):
-        milestone(f"{device} already mounted at {args.mountpoint}")
-    else:
-        if mounted:
-            return result(
-                "refused",
-                f"{args.mountpoint} already has {mounted[0]} ({mounted[1]}) mounted; unmount it first",
-            )
-        milestone(f"MOUNTING {device} to {args.mountpoint}...")
-        proc = subprocess.run(
-            ["mount", "-t", "xfs", device, args.mountpoint], capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            return result("failed", f"mount failed: {(proc.stderr or proc.stdout).strip()}")
-    check = _findmnt(args.mountpoint)
-    if not check or not _same_device(check[0], device) or check[1] != "xfs":
-        return result(
-            "failed", f"findmnt does not show {device} as XFS at {args.mountpoint} (saw {check})"
-        )
-    st = os.statvfs(args.mountpoint)
-    free = st.f_bavail * st.f_frsize
-    total = st.f_blocks * st.f_frsize
-    milestone(f"MOUNTED {device} at {args.mountpoint}: {free / 2**30:.1f} GiB free")
-    return result(
-        "done",
-        device=device,
-        serial=dev.serial,
-        size=dev.size,
-        by_id=dev.by_id,
-        formatted=not ours,
-        free_bytes=free,
-        fs_bytes=total,
-        mountpoint=args.mountpoint,
-    )
+    except OSError as err:
+        return result("failed", f"cannot lock {args.mountpoint}: {err.strerror or err}")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 from leviathan_tui.agent._emit import milestone, result
+from leviathan_tui.agent.node import current
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return result(
             "refused", f"marker {marker} not visible from an unprivileged pod: {err.strerror}"
         )
-    proc = subprocess.run(["stat", "-f", "-c", "%T", args.path], capture_output=True, text=True)
-    fstype = proc.stdout.strip()
+    fstype = current().fs_type(args.path)
     if fstype != "xfs":
         return result(
             "refused",

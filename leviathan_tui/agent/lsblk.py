@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-LSBLK_COLUMNS = "NAME,PATH,SIZE,TYPE,MODEL,SERIAL,FSTYPE,LABEL,MOUNTPOINTS,ROTA,TRAN"
+from leviathan_tui.agent.node import current
+
 TALOS_SYSTEM_LABELS = frozenset({"EFI", "BIOS", "BOOT", "META", "STATE", "EPHEMERAL", "IMAGECACHE"})
-FORMATTABLE_TYPES = frozenset({"disk", "loop"})
+FORMATTABLE_TYPES = frozenset({"disk"})
+TEST_RIG_TYPES = frozenset({"loop"})  # only with allow_loop: test rigs, never the wizard
 
 
 @dataclass
@@ -26,6 +27,7 @@ class BlockDevice:
     serial: str = ""
     fstype: str = ""
     label: str = ""
+    uuid: str = ""
     partlabel: str = ""
     pttype: str = ""
     mountpoints: list[str] = field(default_factory=list)
@@ -54,6 +56,7 @@ class BlockDevice:
             "serial": self.serial,
             "fstype": self.fstype,
             "label": self.label,
+            "uuid": self.uuid,
             "partlabel": self.partlabel,
             "pttype": self.pttype,
             "mountpoints": self.mountpoints,
@@ -75,6 +78,7 @@ class BlockDevice:
             serial=data.get("serial", ""),
             fstype=data.get("fstype", ""),
             label=data.get("label", ""),
+            uuid=data.get("uuid", ""),
             partlabel=data.get("partlabel", ""),
             pttype=data.get("pttype", ""),
             mountpoints=list(data.get("mountpoints") or []),
@@ -122,6 +126,9 @@ def parse_lsblk(payload: str | dict[str, Any]) -> list[BlockDevice]:
             serial=_text(raw.get("serial")),
             fstype=_text(raw.get("fstype")),
             label=_text(raw.get("label")),
+            uuid=_text(raw.get("uuid")),
+            partlabel=_text(raw.get("partlabel")),
+            pttype=_text(raw.get("pttype")),
             mountpoints=[m for m in (mounts or []) if m],
             rotational=_flag(raw.get("rota")),
             transport=_text(raw.get("tran")),
@@ -131,15 +138,17 @@ def parse_lsblk(payload: str | dict[str, Any]) -> list[BlockDevice]:
     return [build(d) for d in data["blockdevices"]]
 
 
-def assess(device: BlockDevice, label: str, mountpoint: str | None = None) -> Assessment:
-    """`mountpoint`: where Leviathan mounts its disk; our own disk mounted exactly there is fine."""
-    if device.type not in FORMATTABLE_TYPES:
-        return Assessment(
-            False,
-            f"type {device.type or 'unknown'} cannot be formatted (only whole disks)",
-            False,
-            "",
+def assess(
+    device: BlockDevice, label: str, mountpoint: str | None = None, *, allow_loop: bool = False
+) -> Assessment:
+    """`mountpoint`: where Leviathan mounts its disk; our own disk mounted exactly there is fine.
+    `allow_loop`: accept loop devices (test rigs only; the wizard never passes it)."""
+    allowed = FORMATTABLE_TYPES | (TEST_RIG_TYPES if allow_loop else frozenset())
+    if device.type not in allowed:
+        kind = {"loop": "a loop device", "rom": "a ROM drive", "part": "a partition"}.get(
+            device.type, f"type {device.type or 'unknown'}"
         )
+        return Assessment(False, f"{kind}: only whole disks can hold the model", False, "")
     if device.size <= 0:
         return Assessment(False, "empty device (size 0)", False, "")
     system = sorted(
@@ -187,64 +196,44 @@ def device_event(device: BlockDevice, label: str, mountpoint: str | None = None)
     }
 
 
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+def signatures(device: BlockDevice) -> list[str]:
+    """Every filesystem, partition table and label found on the device and its partitions."""
+    found: list[str] = []
+    for dev in device.walk():
+        parts = []
+        if dev.pttype and dev is device:
+            parts.append(f"{dev.pttype} partition table")
+        if dev.fstype:
+            parts.append(dev.fstype)
+        if dev.label:
+            parts.append(f"label {dev.label!r}")
+        if dev.partlabel:
+            parts.append(f"partlabel {dev.partlabel!r}")
+        if parts:
+            found.append((dev.name + ": " if dev is not device else "") + " ".join(parts))
+    return found
 
 
 # --- live probing (on the node) ----------------------------------------------------------------
 
 
 def run_lsblk(device: str | None = None) -> dict[str, Any]:
-    cmd = ["lsblk", "-J", "-b", "-o", LSBLK_COLUMNS]
-    if device:
-        cmd.append(device)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
-def blkid_probe(path: str) -> dict[str, str]:
-    """`blkid -p` reads the superblock itself: right even where udev never ran (empty lsblk FSTYPE)."""
-    try:
-        proc = subprocess.run(
-            ["blkid", "-p", "-o", "export", path], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    info: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            info[key] = value
-    return info
-
-
-def by_id_links(root: str = "/dev/disk/by-id") -> dict[str, list[str]]:
-    links: dict[str, list[str]] = {}
-    try:
-        names = sorted(os.listdir(root))
-    except OSError:
-        return links
-    for name in names:
-        target = os.path.realpath(os.path.join(root, name))
-        links.setdefault(target, []).append(name)
-    return links
+    return current().lsblk(device)
 
 
 def enrich(devices: list[BlockDevice], probe: bool = True) -> list[BlockDevice]:
-    """Fill FSTYPE/LABEL/PTTYPE from blkid -p where lsblk left them empty, and by-id names."""
-    links = by_id_links()
+    """Fill FSTYPE/LABEL/UUID/PTTYPE from blkid -p where lsblk left them empty, and by-id names."""
+    node = current()
+    links = node.by_id_links()
     for top in devices:
         for dev in top.walk():
-            dev.by_id = links.get(os.path.realpath(dev.path), [])
+            dev.by_id = links.get(os.path.realpath(dev.path), []) or links.get(dev.path, [])
             if not probe:
                 continue
-            info = blkid_probe(dev.path)
+            info = node.blkid(dev.path)
             dev.fstype = dev.fstype or info.get("TYPE", "")
             dev.label = dev.label or info.get("LABEL", "")
+            dev.uuid = dev.uuid or info.get("UUID", "")
             dev.partlabel = dev.partlabel or info.get("PART_ENTRY_NAME", "")
             dev.pttype = dev.pttype or info.get("PTTYPE", "")
     return devices

@@ -1,6 +1,7 @@
-"""List the node's block devices: `python -m leviathan_tui.agent.probe [--label LABEL]`.
+"""List the node's block devices and its CPU: `python -m leviathan_tui.agent.probe [--label LABEL]`.
 
-Prints one JSON event per device assessment and a final result line holding the whole listing.
+Prints one JSON event per device assessment and a final result line holding the whole listing and
+the CPU's instruction-set flags (the engine image must run on them).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 
 from leviathan_tui.agent._emit import emit, milestone, result
 from leviathan_tui.agent.lsblk import device_event, enrich, parse_lsblk, run_lsblk
+from leviathan_tui.agent.node import current
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     for dev in devices:
         emit("device", **device_event(dev, args.label, args.mountpoint))
     milestone(f"FOUND {len(devices)} block devices")
-    return result("done", devices=[d.to_json() for d in devices])
+    cpu_model, cpu_flags = current().cpu()
+    milestone(f"CPU {cpu_model or 'unknown'}: {len(cpu_flags)} flags")
+    return result(
+        "done",
+        devices=[d.to_json() for d in devices],
+        cpu_model=cpu_model,
+        cpu_flags=cpu_flags,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Backends: the only code that touches the outside world. Each has a dry-run twin."""
+"""Backends: the only code that touches the outside world. Each has a dry-run twin
+(`leviathan_tui.dryrun`) behind the same Protocol (`backends.protocols`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,11 +14,22 @@ class Backends:
 
     kube: Any
     hub: Any
-    ssh: Any  # a factory: ssh(ctx) -> connected session
+    ssh: Any
     registry: Any
     http: Any
     dry_run: bool = False
     actions: list[str] = field(default_factory=list)  # what a dry run would have done
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    endpoint_for_pods: Callable[[], str | None] = lambda: None
+
+    @property
+    def hub_endpoint(self) -> str | None:
+        """The Hub endpoint agent pods use, when it is not the configured one (the dry run's)."""
+        return self.endpoint_for_pods()
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
 
 
 def real_backends(config: Any, on_retry: Any = None) -> Backends:
@@ -32,21 +45,4 @@ def real_backends(config: Any, on_retry: Any = None) -> Backends:
         ssh=SshConnector(config.ssh),
         registry=RegistryBackend(config.registry),
         http=HttpBackend(),
-    )
-
-
-def dry_backends(
-    config: Any, machine: dict[str, Any] | None = None, speed: float = 1.0
-) -> Backends:
-    from leviathan_tui.backends.dry import DryHttp, DryHub, DryKube, DryRegistry, DrySshConnector
-
-    actions: list[str] = []
-    return Backends(
-        kube=DryKube(config, actions, machine, speed),
-        hub=DryHub(config, actions),
-        ssh=DrySshConnector(config, actions, speed),
-        registry=DryRegistry(config, actions),
-        http=DryHttp(config, actions, speed),
-        dry_run=True,
-        actions=actions,
     )

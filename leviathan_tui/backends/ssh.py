@@ -156,6 +156,18 @@ class SshConnector:
     def describe(self) -> str:
         return f"{self.cfg.user + '@' if self.cfg.user else ''}{self.cfg.host}{':' + str(self.cfg.port) if self.cfg.port else ''}"
 
+    def known(self, host: str | None = None) -> bool:
+        """Whether known_hosts holds a key for the build host (read-only: no connection)."""
+        import paramiko
+
+        target = resolve_target(self.cfg, host)
+        path = Path(os.path.expanduser(self.cfg.known_hosts))
+        try:
+            keys = paramiko.HostKeys(str(path)) if path.is_file() else paramiko.HostKeys()
+        except (OSError, paramiko.SSHException):
+            return False
+        return keys.lookup(target.known_hosts_name) is not None
+
     def connect(
         self, ask_host_key: AskHostKey, ask_secret: AskSecret, host: str | None = None
     ) -> SshSession:

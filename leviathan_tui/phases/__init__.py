@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from leviathan_tui.engine import Step
+from leviathan_tui.runner import Step
 
 
 def all_steps() -> list[Step]:
     from leviathan_tui.phases.build import BuildImageStep, PushImageStep
     from leviathan_tui.phases.deploy import ApplyStep, HealthStep
     from leviathan_tui.phases.download import FetchStep
+    from leviathan_tui.phases.plan import PlanStep
     from leviathan_tui.phases.preflight import NodePreflightStep
     from leviathan_tui.phases.storage import FormatStep, ProbeStep, VerifyHostStep
 
     return [
         NodePreflightStep(),
+        PlanStep(),
         ProbeStep(),
         FormatStep(),
         VerifyHostStep(),

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from leviathan_tui.diagnose import explain_pod
-from leviathan_tui.engine import StepContext
 from leviathan_tui.errors import StepError
-from leviathan_tui.manifests import agent_configmap
+from leviathan_tui.render.manifests import agent_configmap
+from leviathan_tui.runner import StepContext
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -56,6 +56,7 @@ def wait_started(ctx: StepContext, namespace: str, name: str, timeout_s: float) 
         if status.reason and status.reason != last_reason:
             last_reason = status.reason
             ctx.log(f"pod {name}: {status.reason} {status.message}".strip(), "warn")
+            ctx.pod_state(name, status.phase, status.reason, status.restarts, status.message)
             cause = explain_pod(
                 status.reason, status.message + "\n" + _events_text(kube, namespace, name)
             )

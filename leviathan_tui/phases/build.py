@@ -3,103 +3,24 @@ registry by its digest."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shlex
-from pathlib import Path
 
-from leviathan_tui.assets import read_asset
-from leviathan_tui.config import Config
 from leviathan_tui.diagnose import diagnose
-from leviathan_tui.engine import Step, StepContext
 from leviathan_tui.errors import StepError
-from leviathan_tui.manifests import talos_registry_patch
 from leviathan_tui.phases.remote_job import RemoteJob, ssh_connect
+from leviathan_tui.records import BuildJob, ImageRef
+from leviathan_tui.render.dockerfile import (
+    DOCKERFILE_NAME,
+    build_command,
+    build_id,
+    context_files,
+    push_command,
+    remote_dir,
+)
+from leviathan_tui.render.talos import talos_registry_patch
+from leviathan_tui.runner import Step, StepContext
 
-DOCKERFILE_NAME = "Dockerfile.leviathan"
 ERROR_LINE = re.compile(r"(?i)\b(error|failed|fatal)\b")
-
-
-def dockerfile_text(config: Config) -> str:
-    if config.build.dockerfile:
-        path = Path(os.path.expanduser(config.build.dockerfile))
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise StepError(f"cannot read build.dockerfile {path}: {err.strerror}") from None
-    return read_asset("docker", DOCKERFILE_NAME)
-
-
-def build_args(config: Config) -> dict[str, str]:
-    b = config.build
-    args = {
-        "BASE_IMAGE": b.base_image,
-        "KTRANSFORMERS_REF": b.ktransformers_ref,
-        "TORCH_CUDA_ARCH_LIST": b.torch_cuda_arch_list,
-        "CPU_INSTRUCT": b.cpu_instruct,
-        "ENABLE_DEEPGEMM": str(b.enable_deepgemm),
-    }
-    args.update(b.build_args)
-    return args
-
-
-def context_files(config: Config) -> dict[str, bytes]:
-    files = {DOCKERFILE_NAME: dockerfile_text(config).encode()}
-    for item in config.build.context_files:
-        path = Path(os.path.expanduser(item))
-        try:
-            files[path.name] = path.read_bytes()
-        except OSError as err:
-            raise StepError(
-                f"cannot read build.context_files entry {path}: {err.strerror}"
-            ) from None
-    return files
-
-
-def build_id(config: Config) -> str:
-    """Same inputs, same id: a re-run finds its own build; a changed input starts a new one."""
-    digest = hashlib.sha256()
-    for name, data in sorted(context_files(config).items()):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-    for key, value in sorted(build_args(config).items()):
-        digest.update(f"{key}={value}\0".encode())
-    digest.update(
-        f"{config.image_ref}\0{config.build.builder}\0{config.build.builder_global_flags}\0{config.build.build_flags}".encode()
-    )
-    return digest.hexdigest()[:16]
-
-
-def remote_dir(config: Config) -> str:
-    return f"{config.build.remote_dir.rstrip('/')}/{build_id(config)}"
-
-
-def _builder(config: Config) -> str:
-    return " ".join(
-        shlex.quote(p) for p in [config.build.builder, *config.build.builder_global_flags]
-    )
-
-
-def build_command(config: Config) -> str:
-    parts = [
-        _builder(config),
-        "build",
-        *map(shlex.quote, config.build.build_flags),
-        "-f",
-        DOCKERFILE_NAME,
-    ]
-    for key, value in build_args(config).items():
-        parts += ["--build-arg", shlex.quote(f"{key}={value}")]
-    parts += ["-t", shlex.quote(config.image_ref), "."]
-    return " ".join(parts)
-
-
-def push_command(config: Config) -> str:
-    image = shlex.quote(config.image_ref)
-    if config.build.builder == "docker":
-        return f"{_builder(config)} push {image}"
-    tls = "false" if config.registry.scheme == "http" else "true"
-    return f"{_builder(config)} push --tls-verify={tls} {image} docker://{config.image_ref}"
 
 
 def _level(line: str) -> str:
@@ -126,21 +47,22 @@ def _failure(ctx: StepContext, job: RemoteJob, what: str, code: int) -> StepErro
 
 def pushed_digest_still_there(ctx: StepContext) -> str | None:
     """The digest recorded by the last push of this very build, if the registry still has it."""
-    digest = ctx.artifact("digest", step="build.push")
-    if not digest or ctx.artifact("build_id", step="build.push") != build_id(ctx.config):
+    image = ctx.get(ImageRef)
+    if image is None or image.build_id != build_id(ctx.config):
         return None
     found = ctx.backends.registry.manifest(ctx.config.build.repository, ctx.config.build.tag)
-    return digest if found and found.digest == digest else None
+    return image.digest if found and found.digest == image.digest else None
 
 
 class BuildImageStep(Step):
     id = "build.image"
     title = "Build the engine image on the build host"
     phase = "build"
-    needs = ()
+    publishes = (BuildJob,)
 
     def check(self, ctx: StepContext) -> str | None:
-        if ctx.artifact("build_id") != build_id(ctx.config):
+        job = ctx.get(BuildJob)
+        if job is None or job.build_id != build_id(ctx.config):
             return None
         digest = pushed_digest_still_there(ctx)
         return (
@@ -152,8 +74,7 @@ class BuildImageStep(Step):
     def run(self, ctx: StepContext) -> str:
         bid = build_id(ctx.config)
         directory = remote_dir(ctx.config)
-        ctx.set_artifact("build_id", bid)
-        ctx.set_artifact("remote_dir", directory)
+        ctx.publish(BuildJob(bid, directory))
         job = RemoteJob(ctx, directory, "build", lambda: ssh_connect(ctx))
         try:
             state, code = job.status()
@@ -174,7 +95,7 @@ class BuildImageStep(Step):
             code = job.follow(lambda line: ctx.log(line, _level(line)), ctx.config.build.timeout_s)
             if code != 0:
                 raise _failure(ctx, job, "the image build", code)
-            ctx.set_artifact("log_lines", job.lines)
+            ctx.publish(BuildJob(bid, directory, job.lines))
             return f"built {ctx.config.image_ref} (build {bid}, {job.lines} log lines)"
         finally:
             job.close()
@@ -184,7 +105,8 @@ class PushImageStep(Step):
     id = "build.push"
     title = "Push the image and prove it in the registry"
     phase = "build"
-    needs = ("build.image",)
+    publishes = (ImageRef,)
+    reads_records = (BuildJob,)
 
     def check(self, ctx: StepContext) -> str | None:
         digest = pushed_digest_still_there(ctx)
@@ -193,7 +115,7 @@ class PushImageStep(Step):
     def run(self, ctx: StepContext) -> str:
         registry = ctx.backends.registry
         registry.ping()  # fail fast and clearly when the registry is down
-        directory = remote_dir(ctx.config)
+        directory = ctx.need(BuildJob).remote_dir
         job = RemoteJob(ctx, directory, "push", lambda: ssh_connect(ctx))
         try:
             state, code = job.status()
@@ -226,7 +148,7 @@ class PushImageStep(Step):
         found = registry.manifest(repo, tag)
         if found is None:
             raise StepError(f"tag {tag} is listed but its manifest is missing in {registry.base}")
-        ctx.set_artifact("digest", found.digest)
-        ctx.set_artifact("media_type", found.media_type)
-        ctx.set_artifact("build_id", build_id(ctx.config))
+        ctx.publish(
+            ImageRef(ctx.config.image_ref, found.digest, found.media_type, build_id(ctx.config))
+        )
         return f"{ctx.config.image_ref} in the registry at {found.digest}"

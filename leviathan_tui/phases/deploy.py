@@ -6,42 +6,38 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from leviathan_tui.agent.lsblk import human_size
+from leviathan_tui.config import Config
 from leviathan_tui.diagnose import explain_pod
-from leviathan_tui.engine import Step, StepContext
-from leviathan_tui.engines import engine_spec, vllm_fits
 from leviathan_tui.errors import StepError
 from leviathan_tui.estimate import MemoryEstimate, estimate, read_header
 from leviathan_tui.events import Question
 from leviathan_tui.health import check_health
-from leviathan_tui.manifests import deployment, service
+from leviathan_tui.inference import engine_spec, vllm_fits
+from leviathan_tui.records import (
+    Health,
+    ImageRef,
+    ModelFiles,
+    ModelPlan,
+    MountProof,
+    NodeFacts,
+    Record,
+    Rollout,
+)
+from leviathan_tui.render.manifests import deployment, service
+from leviathan_tui.runner import Step, StepContext
+from leviathan_tui.units import human_size
 
 RAM_WARN_FRACTION = 0.9
 
 
-def _first_shard(ctx: StepContext) -> str:
-    names = sorted(
-        f["name"]
-        for f in ctx.artifact("plan", step="download.fetch") or []
-        if f["name"].endswith(".gguf")
-    )
-    return names[0] if names else ""
-
-
 def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | None:
-    folder = ctx.artifact("folder", step="download.fetch")
-    shards = sorted(
-        f["name"]
-        for f in ctx.artifact("plan", step="download.fetch") or []
-        if f["name"].endswith(".gguf")
-    )
-    if not folder or not shards:
+    plan = ctx.get(ModelPlan)
+    if plan is None or not plan.gguf:
         return None
     hub = ctx.backends.hub
     headers = []
-    for name in shards:
-        path = f"{folder}/{name}"
-        headers.append(read_header(lambda n, p=path: hub.head_bytes(p, n)))
+    for f in sorted(plan.gguf, key=lambda f: f.name):
+        headers.append(read_header(lambda n, p=f.path: hub.head_bytes(p, n)))
     return estimate(
         headers,
         cache_lens=ctx.config.deploy.cache_lens,
@@ -51,15 +47,16 @@ def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | 
 
 
 def _spec(ctx: StepContext) -> Any:
-    digest = (
-        ctx.artifact("digest", step="build.push")
-        if ctx.config.deploy.engine == "ktransformers"
-        else None
+    image = ctx.get(ImageRef) if ctx.config.deploy.engine == "ktransformers" else None
+    facts = ctx.get(NodeFacts)
+    plan = ctx.get(ModelPlan)
+    cpus = ctx.config.deploy.cpu_infer or max(1, int(facts.cpu if facts else 34) - 2)
+    return engine_spec(
+        ctx.config,
+        digest=image.digest if image else None,
+        cpu_infer=cpus,
+        first_shard=plan.first_shard if plan else "",
     )
-    cpus = ctx.config.deploy.cpu_infer or max(
-        1, int(float(ctx.artifact("cpu", step="preflight.node") or 34)) - 2
-    )
-    return engine_spec(ctx.config, digest=digest, cpu_infer=cpus, first_shard=_first_shard(ctx))
 
 
 def rendered(ctx: StepContext, memory_request: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,12 +69,17 @@ class ApplyStep(Step):
     id = "deploy.apply"
     title = "Apply the Deployment and NodePort Service"
     phase = "deploy"
-    needs = ("preflight.node", "storage.verify_host", "download.fetch", "build.push")
+    publishes = (Rollout,)
+
+    def reads(self, config: Config) -> tuple[type[Record], ...]:
+        base: tuple[type[Record], ...] = (NodeFacts, MountProof, ModelPlan, ModelFiles)
+        # only KTransformers runs the image built here: the fallbacks deploy while a build fails
+        return base + (ImageRef,) if config.deploy.engine == "ktransformers" else base
 
     def check(self, ctx: StepContext) -> str | None:
-        applied_image = ctx.artifact("image")
+        rollout = ctx.get(Rollout)
         spec = _spec(ctx)
-        if not applied_image or applied_image != spec.image or ctx.artifact("args") != spec.args:
+        if rollout is None or rollout.image != spec.image or list(rollout.args) != spec.args:
             return None
         dep = ctx.backends.kube.get_deployment(ctx.config.cluster.namespace, ctx.config.deploy.name)
         if dep is None:
@@ -104,12 +106,23 @@ class ApplyStep(Step):
         )
         kube.apply(svc)
         ctx.log(f"applied Service {ctx.config.deploy.name}: NodePort {ctx.config.deploy.node_port}")
-        ctx.set_artifact("image", spec.image)
-        ctx.set_artifact("args", spec.args)
         pod = self._follow_rollout(ctx)
+        ctx.publish(
+            Rollout(
+                spec.name,
+                spec.image,
+                tuple(spec.args),
+                pod,
+                self._estimate.ram_bytes if self._estimate else None,
+                self._estimate.vram_bytes if self._estimate else None,
+            )
+        )
         return f"{spec.name} pod {pod} running on {ctx.config.cluster.node_name} ({spec.image})"
 
+    _estimate: MemoryEstimate | None = None
+
     def _preflight(self, ctx: StepContext, spec: Any) -> int | None:
+        self._estimate = None
         try:
             est = memory_estimate(ctx, spec.experts_in_ram)
         except (StepError, ValueError, OSError) as err:
@@ -121,9 +134,9 @@ class ApplyStep(Step):
         if est is None:
             return None
         ctx.log(f"memory estimate from the GGUF tensor table: {est.describe()}")
-        ctx.set_artifact("ram_bytes", est.ram_bytes)
-        ctx.set_artifact("vram_bytes", est.vram_bytes)
-        node_mem = int(ctx.artifact("memory_bytes", step="preflight.node") or 0)
+        self._estimate = est
+        facts = ctx.get(NodeFacts)
+        node_mem = facts.memory_bytes if facts else 0
         gpu_mem = int(ctx.config.deploy.gpus * ctx.config.deploy.gpu_memory_gib * 2**30)
         if spec.name == "vllm":
             fits, reason = vllm_fits(est.expert_bytes + est.dense_bytes, ctx.config)
@@ -149,14 +162,15 @@ class ApplyStep(Step):
                 Question(
                     "deploy.accept_risk",
                     f"The model may not fit: {'; '.join(risks)}. Type 'accept' to deploy anyway.",
-                    kind="text",
+                    expected="accept",
                     placeholder="accept",
+                    reuse_answer=False,
+                    risks=tuple(risks),
                     validate=lambda a: (
                         None
                         if str(a).strip() == "accept"
                         else "type 'accept' to deploy despite the risk"
                     ),
-                    details={"risks": risks},
                 )
             )
         return est.ram_bytes
@@ -183,6 +197,13 @@ class ApplyStep(Step):
                         seen_events.add(key)
                         level = "warn" if event.get("type") == "Warning" else "info"
                         ctx.log(f"event {event.get('reason')}: {event.get('message')}", level)
+                        ctx.pod_state(
+                            status.name,
+                            status.phase,
+                            str(event.get("reason") or ""),
+                            status.restarts,
+                            str(event.get("message") or ""),
+                        )
                         cause = explain_pod(event.get("reason", ""), event.get("message", ""))
                         if cause and cause.fatal:
                             raise StepError(
@@ -193,6 +214,9 @@ class ApplyStep(Step):
                     last_state = state
                     ctx.log(
                         f"pod {status.name}: {state}{' (restarts ' + str(status.restarts) + ')' if status.restarts else ''}"
+                    )
+                    ctx.pod_state(
+                        status.name, status.phase, status.reason, status.restarts, status.message
                     )
                 if (
                     status.reason in ("CrashLoopBackOff", "Error", "OOMKilled")
@@ -214,7 +238,7 @@ class ApplyStep(Step):
                 ):
                     if found and found.rule not in explained:
                         explained[found.rule] = found
-                        ctx.log(f"why: {found.cause} — fix: {found.fix}", "warn")
+                        ctx.explain(found.cause, found.fix, found.rule)
                 if status.phase == "Running":
                     return status.name
                 if status.phase == "Failed":
@@ -244,8 +268,9 @@ class ApplyStep(Step):
         reason = status.last_terminated_reason or status.reason
         cause = explain_pod(reason, "\n".join(lines))
         if reason == "OOMKilled" or (cause and cause.rule == "oom"):
-            need = ctx.artifact("ram_bytes")
-            have = ctx.artifact("memory_bytes", step="preflight.node")
+            need = self._estimate.ram_bytes if self._estimate else None
+            facts = ctx.get(NodeFacts)
+            have = facts.memory_bytes if facts else None
             detail = (
                 f" (estimated need {human_size(int(need))}, node allocatable {human_size(int(have))})"
                 if need and have
@@ -270,7 +295,8 @@ class ApplyStep(Step):
 def health_base_url(ctx: StepContext) -> str:
     if ctx.config.deploy.health_url:
         return ctx.config.deploy.health_url
-    ip = ctx.artifact("internal_ip", step="preflight.node")
+    facts = ctx.get(NodeFacts)
+    ip = facts.internal_ip if facts else ""
     if not ip:
         raise StepError(
             "the node's InternalIP is unknown", "set deploy.health_url to http://NODE:30000"
@@ -282,16 +308,18 @@ class HealthStep(Step):
     id = "deploy.health"
     title = "Health check: a real completion"
     phase = "deploy"
-    needs = ("deploy.apply",)
+    publishes = (Health,)
+    reads_records = (Rollout,)
 
     def check(self, ctx: StepContext) -> str | None:
-        if not ctx.artifact("reply") or ctx.state.status("deploy.apply") != "skipped":
+        health = ctx.get(Health)
+        if health is None or ctx.state.status("deploy.apply") != "skipped":
             return None
         base = health_base_url(ctx)
         for path in _spec(ctx).health_paths:
             result = ctx.backends.http.request("GET", base + path, timeout=5.0)
             if result.status == 200:
-                return f"{base}{path} answers 200; a completion was proven at {ctx.artifact('checked_at')}"
+                return f"{base}{path} answers 200; a completion was proven at {health.checked_at}"
         return None
 
     def run(self, ctx: StepContext) -> str:
@@ -301,9 +329,7 @@ class HealthStep(Step):
 
         def on_attempt(text: str) -> None:
             ctx.log(text)
-            ctx.progress(
-                time.monotonic() - start, ctx.config.deploy.health_timeout_s, unit="s", note=text
-            )
+            ctx.health_attempt(text, time.monotonic() - start, ctx.config.deploy.health_timeout_s)
 
         result = check_health(
             ctx.backends.http,
@@ -316,11 +342,16 @@ class HealthStep(Step):
             poll_s=2.0 if ctx.backends.dry_run else 5.0,
         )
         ctx.log(f"reply: {result.reply}")
-        ctx.set_artifact("reply", result.reply)
-        ctx.set_artifact("ttft_s", round(result.ttft_s, 3))
-        ctx.set_artifact("base_url", base)
-        ctx.set_artifact("model", result.model)
-        ctx.set_artifact("checked_at", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        ctx.publish(
+            Health(
+                base_url=base,
+                model=result.model,
+                reply=result.reply,
+                ttft_s=round(result.ttft_s, 3),
+                checked_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                liveness_path=result.liveness_path,
+            )
+        )
         return f"{base} answered a completion in {result.total_s:.1f} s (time to first token {result.ttft_s:.2f} s)"
 
 

@@ -1,14 +1,15 @@
-"""Download: plan from the Hub, check it fits, fetch in the pod with progress, verify."""
+"""Download: check the plan fits the disk, fetch in the pod with per-file progress, verify."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from leviathan_tui.agent.lsblk import human_size
-from leviathan_tui.engine import Step, StepContext
 from leviathan_tui.errors import StepError
-from leviathan_tui.manifests import agent_pod
 from leviathan_tui.phases.agent_pod import run_agent
+from leviathan_tui.records import DataDisk, ModelFiles, ModelPlan, MountProof, NodeFacts
+from leviathan_tui.render.manifests import agent_pod
+from leviathan_tui.runner import Step, StepContext
+from leviathan_tui.units import decimal_size, human_size
 
 FETCH_POD = "sysadmin-logistics-fetch"
 KTRANSFORMERS_RAM_FRACTION = 0.945  # Q4_K_M: >= 382 GB RAM for ~404 GB of weights (FIELD-NOTES)
@@ -47,8 +48,9 @@ def fetch_args(ctx: StepContext, folder: str, *, mode: str | None = None) -> lis
 
 def fetch_env(ctx: StepContext) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
-    if ctx.config.model.endpoint:
-        env.append({"name": "HF_ENDPOINT", "value": ctx.config.model.endpoint})
+    endpoint = ctx.backends.hub_endpoint or ctx.config.model.endpoint
+    if endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": endpoint})
     if ctx.config.model.transfer == "http":
         env.append({"name": "HF_HUB_DISABLE_XET", "value": "1"})
     else:
@@ -65,25 +67,98 @@ def fetch_env(ctx: StepContext) -> list[dict[str, Any]]:
     return env
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+class DownloadView:
+    """Turns the fetch agent's events into typed progress events and log lines."""
+
+    def __init__(self, ctx: StepContext, plan: ModelPlan) -> None:
+        self.ctx = ctx
+        self.totals = {f.name: f.size for f in plan.files}
+        self.done: dict[str, int] = {}
+        self.grand_total = plan.total
+        self.resumed = 0
+        self.announced = False
+
+    def overall(self, note: str = "") -> None:
+        self.ctx.progress(sum(self.done.values()), self.grand_total, note=note)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        ctx = self.ctx
+        kind = event.get("event")
+        name = str(event.get("file") or "")
+        if kind == "plan":
+            files = [f for f in event.get("files") or [] if isinstance(f, dict)]
+            for f in files:
+                self.totals[str(f.get("name"))] = int(f.get("size") or 0)
+            self.grand_total = int(event.get("total") or self.grand_total)
+            ctx.files_planned(self.totals.items())
+        elif kind == "progress":
+            self.done[name] = int(event.get("done") or 0)
+            ctx.file_progress(name, self.done[name], _int(event.get("total")), "downloading")
+            self.overall()
+        elif kind == "resume":
+            offset, total = int(event.get("offset") or 0), int(event.get("total") or 0)
+            self.resumed += offset
+            self.done[name] = offset
+            ctx.file_progress(name, offset, total, "resuming")
+            ctx.log(f"{name}: resuming from {decimal_size(offset)} of {decimal_size(total)}")
+        elif kind == "file_done":
+            size = int(event.get("size") or 0)
+            self.done[name] = size
+            if event.get("skipped"):
+                self.resumed += size
+            ctx.file_progress(
+                name, size, size, "done", "verified" if event.get("verified") else "done"
+            )
+            self.overall()
+            if not event.get("skipped"):
+                ctx.log(f"{name}: complete, sha256 verified")
+        elif kind == "retry":
+            note = f"retry {event.get('attempt')} in {float(event.get('delay') or 0):.0f} s"
+            ctx.log(f"{name}: network error ({event.get('error')}); {note}", "warn")
+            ctx.file_progress(
+                name, int(event.get("done") or 0), self.totals.get(name), "retrying", note
+            )
+        elif kind in ("error", "corrupt"):
+            ctx.log(f"{name}: {event.get('reason')}", "error")
+            ctx.file_progress(
+                name,
+                self.done.get(name, 0),
+                self.totals.get(name),
+                "failed",
+                str(event.get("reason")),
+            )
+        elif kind == "cleaned":
+            ctx.log(
+                f"removed {event.get('files')} stale *.incomplete file(s) in {event.get('dir')}"
+            )
+        if self.resumed and not self.announced and kind in ("progress", "file_done"):
+            self.announced = True
+            ctx.log(f"resuming from {decimal_size(self.resumed)} already on the disk")
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 class FetchStep(Step):
     id = "download.fetch"
     title = "Download and verify the model"
     phase = "download"
-    needs = ("storage.format",)
+    publishes = (ModelFiles,)
+    reads_records = (ModelPlan, DataDisk, MountProof)
 
     def check(self, ctx: StepContext) -> str | None:
-        folder = ctx.artifact("folder")
-        if not folder or not ctx.artifact("verified"):
+        files, plan = ctx.get(ModelFiles), ctx.get(ModelPlan)
+        if files is None or plan is None or not files.verified or files.folder != plan.folder:
             return None
         pod = agent_pod(
             ctx.config,
             FETCH_POD + "-check",
             "fetch",
-            fetch_args(ctx, folder, mode="--check"),
+            fetch_args(ctx, plan.folder, mode="--check"),
             env=fetch_env(ctx),
         )
         result = run_agent(ctx, pod, lambda e: None)
@@ -93,89 +168,16 @@ class FetchStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        source = (
-            ctx.config.model.repo,
-            ctx.config.model.revision,
-            ctx.config.model.quant,
-            ctx.config.model.config_repo,
+        plan = ctx.need(ModelPlan)
+        disk = ctx.need(DataDisk)
+        self._check_fits(ctx, plan, disk)
+        view = DownloadView(ctx, plan)
+        ctx.files_planned((f.name, f.size) for f in plan.files)
+        view.overall("starting")
+        pod = agent_pod(
+            ctx.config, FETCH_POD, "fetch", fetch_args(ctx, plan.folder), env=fetch_env(ctx)
         )
-        recorded = ctx.artifact("plan")
-        if recorded and ctx.artifact("source") == list(source):
-            # resume: the plan of the interrupted run stands (the agent re-lists the Hub anyway)
-            folder, total = ctx.artifact("folder"), int(ctx.artifact("total") or 0)
-            files = {f["name"]: f["size"] for f in recorded}
-            ctx.log(f"resuming the download planned earlier: {len(files)} files, {_gb(total)}")
-        else:
-            plan = ctx.backends.hub.plan()
-            if not plan.exact:
-                ctx.log(f"plan from {plan.source} (offline data: sizes approximate)", "warn")
-            ctx.log(
-                f"{plan.folder}: {len(plan.gguf)} shards, {_gb(plan.gguf_total)} ({human_size(plan.gguf_total)}) "
-                f"+ {len(plan.config)} config files from {ctx.config.model.config_repo}"
-            )
-            if plan.quants:
-                ctx.log(
-                    "quants in the repo: "
-                    + ", ".join(f"{q} {_gb(s)}" for q, s in sorted(plan.quants.items()))
-                )
-            folder, total = plan.folder, plan.total
-            files = {f.name: f.size for f in plan.files}
-            ctx.set_artifact("folder", folder)
-            ctx.set_artifact("total", total)
-            ctx.set_artifact(
-                "plan", [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in plan.files]
-            )
-            ctx.set_artifact("source", list(source))
-        self._check_fits(ctx, total)
-
-        totals = dict(files)
-        done_bytes: dict[str, int] = {}
-        grand_total = total
-
-        def on_event(event: dict[str, Any]) -> None:
-            kind = event.get("event")
-            if kind == "plan":
-                nonlocal grand_total
-                grand_total = int(event.get("total") or grand_total)
-                for f in event.get("files") or []:
-                    totals[f["name"]] = f["size"]
-            elif kind == "progress":
-                done_bytes[event["file"]] = int(event["done"])
-                ctx.progress(event["done"], event["total"], item=event["file"])
-                ctx.progress(sum(done_bytes.values()), grand_total)
-            elif kind == "resume":
-                ctx.log(
-                    f"{event['file']}: resuming at {human_size(int(event['offset']))} of {human_size(int(event['total']))}"
-                )
-            elif kind == "file_done":
-                done_bytes[event["file"]] = int(event["size"])
-                ctx.progress(
-                    event["size"],
-                    event["size"],
-                    item=event["file"],
-                    note="verified" if event.get("verified") else "done",
-                )
-                ctx.progress(sum(done_bytes.values()), grand_total)
-                if not event.get("skipped"):
-                    ctx.log(f"{event['file']}: complete, sha256 verified")
-            elif kind == "retry":
-                ctx.log(
-                    f"{event['file']}: network error ({event['error']}); retry {event['attempt']} in {event['delay']:.0f} s",
-                    "warn",
-                )
-                ctx.progress(
-                    event.get("done", 0),
-                    totals.get(event["file"]),
-                    item=event["file"],
-                    note=f"retry {event['attempt']}",
-                )
-            elif kind in ("error", "corrupt"):
-                ctx.log(f"{event.get('file')}: {event.get('reason')}", "error")
-            elif kind == "cleaned":
-                ctx.log(f"removed {event['files']} stale *.incomplete file(s) in {event['dir']}")
-
-        pod = agent_pod(ctx.config, FETCH_POD, "fetch", fetch_args(ctx, folder), env=fetch_env(ctx))
-        result = run_agent(ctx, pod, on_event)
+        result = run_agent(ctx, pod, view)
         if result.get("status") == "refused":
             raise StepError(
                 f"download refused on the node: {result.get('reason')}",
@@ -186,27 +188,30 @@ class FetchStep(Step):
                 f"download failed: {result.get('reason')}",
                 "run again: finished shards are kept and partial ones resume",
             )
-        ctx.set_artifact("verified", bool(result.get("verified")))
-        ctx.set_artifact("bytes", int(result.get("total") or 0))
-        return f"{result.get('files')} files, {_gb(int(result.get('total') or 0))} downloaded and verified"
+        total = int(result.get("total") or 0)
+        ctx.publish(
+            ModelFiles(
+                plan.folder, int(result.get("files") or 0), total, bool(result.get("verified"))
+            )
+        )
+        return f"{result.get('files')} files, {decimal_size(total)} downloaded and verified"
 
-    def _check_fits(self, ctx: StepContext, total: int) -> None:
-        free = ctx.artifact("free_bytes", step="storage.format")
+    def _check_fits(self, ctx: StepContext, plan: ModelPlan, disk: DataDisk) -> None:
         margin = int(ctx.config.storage.min_free_margin_gib * 2**30)
-        fresh = ctx.artifact("formatted", step="storage.format")
-        if free is not None and fresh and total + margin > int(free):
-            short = total + margin - int(free)
+        total = plan.total
+        if disk.formatted and disk.free_bytes and total + margin > disk.free_bytes:
+            short = total + margin - disk.free_bytes
             raise StepError(
-                f"the model needs {total / 1e9:.1f} GB ({human_size(total)}) + {human_size(margin)} margin; "
-                f"the disk has {human_size(int(free))} free: {short / 1e9:.1f} GB short",
+                f"the model needs {decimal_size(total)} ({human_size(total)}) + {human_size(margin)} margin; "
+                f"the disk has {human_size(disk.free_bytes)} free: {decimal_size(short)} short",
                 "use a bigger disk or a smaller quant (model.quant, e.g. Q2_K_XS)",
             )
-        memory = ctx.artifact("memory_bytes", step="preflight.node")
+        facts = ctx.get(NodeFacts)
         need = int(total * KTRANSFORMERS_RAM_FRACTION) if ctx.config.deploy.engine != "vllm" else 0
-        if memory and need and int(memory) < need:
+        if facts and facts.memory_bytes and need and facts.memory_bytes < need:
             ctx.log(
-                f"the node has {human_size(int(memory))} allocatable RAM; KTransformers needs about {need / 1e9:.0f} GB "
-                f"for this quant: the deploy phase will refuse or ask you to accept the risk",
+                f"the node has {human_size(facts.memory_bytes)} allocatable RAM; the engine needs about "
+                f"{decimal_size(need)} for this quant: the deploy phase will refuse or ask you to accept the risk",
                 "warn",
             )
 
@@ -218,11 +223,18 @@ class VerifyAgainStep(Step):
     id = "download.verify"
     title = "Verify the model files again"
     phase = "download"
-    needs = ()
 
     def run(self, ctx: StepContext) -> str:
-        folder = ctx.artifact("folder", step="download.fetch")
-        if not folder or ctx.state.status("download.fetch") not in ("done", "skipped"):
+        plan, files = ctx.get(ModelPlan), ctx.get(ModelFiles)
+        if (
+            plan is None
+            or files is None
+            or ctx.state.status("download.fetch")
+            not in (
+                "done",
+                "skipped",
+            )
+        ):
             raise StepError(
                 "nothing to verify yet: the download has not finished", "run the download first"
             )
@@ -230,13 +242,9 @@ class VerifyAgainStep(Step):
 
         def on_event(event: dict[str, Any]) -> None:
             if event.get("event") == "verified":
-                checked.append(event["file"])
-                ctx.log(f"{event['file']}: sha256 matches the Hub")
-                ctx.progress(
-                    len(checked),
-                    len(ctx.artifact("plan", step="download.fetch") or []) or None,
-                    unit="files",
-                )
+                checked.append(str(event.get("file")))
+                ctx.log(f"{event.get('file')}: sha256 matches the Hub")
+                ctx.progress(len(checked), len(plan.files) or None, unit="files")
             elif event.get("event") == "corrupt":
                 ctx.log(f"{event.get('file')}: {event.get('reason')}", "error")
 
@@ -244,12 +252,13 @@ class VerifyAgainStep(Step):
             ctx.config,
             FETCH_POD + "-verify",
             "fetch",
-            fetch_args(ctx, folder, mode="--verify-only"),
+            fetch_args(ctx, plan.folder, mode="--verify-only"),
             env=fetch_env(ctx),
         )
         result = run_agent(ctx, pod, on_event)
         if result.get("status") != "done":
-            ctx.state.set_artifact("download.fetch", "verified", False)
+            ctx.retract(ModelFiles)
+            ctx.state.set_status("download.fetch", "pending")
             bad = ", ".join(result.get("bad") or []) or str(result.get("reason"))
             raise StepError(
                 f"verification failed: {bad}",

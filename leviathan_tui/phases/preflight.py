@@ -1,31 +1,71 @@
-"""Preflight: the node exists and is Ready, the namespace allows privileged pods, and the
-operator gets the Talos patch that keeps the data disk mounted across reboots."""
+"""Preflight: the node exists and is Ready, what it has (CPU, RAM, GPUs with their architecture),
+and the namespace allows privileged pods."""
 
 from __future__ import annotations
 
-from leviathan_tui.agent.lsblk import human_size
-from leviathan_tui.engine import Step, StepContext
+from typing import Any
+
 from leviathan_tui.errors import StepError
-from leviathan_tui.manifests import namespace, parse_talos_version, talos_storage_patch
+from leviathan_tui.records import Gpu, NodeFacts
+from leviathan_tui.render.manifests import namespace
+from leviathan_tui.runner import Step, StepContext
+from leviathan_tui.units import human_size
+
+GFD_PRODUCT = "nvidia.com/gpu.product"
+GFD_MEMORY = "nvidia.com/gpu.memory"  # MiB
+GFD_COUNT = "nvidia.com/gpu.count"
+GFD_MAJOR = "nvidia.com/gpu.compute.major"
+GFD_MINOR = "nvidia.com/gpu.compute.minor"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def gpus_from_labels(labels: dict[str, str], allocatable: int) -> tuple[Gpu, ...]:
+    """NVIDIA GPU Feature Discovery labels -> the node's GPU model (GFD labels one model per node)."""
+    product = labels.get(GFD_PRODUCT, "")
+    if not product:
+        return ()
+    try:
+        memory = int(labels[GFD_MEMORY]) if labels.get(GFD_MEMORY) else None
+    except ValueError:
+        memory = None
+    major, minor = labels.get(GFD_MAJOR, ""), labels.get(GFD_MINOR, "")
+    compute = f"{major}.{minor}" if major.isdigit() and minor.isdigit() else None
+    try:
+        count = int(labels.get(GFD_COUNT) or allocatable or 0)
+    except ValueError:
+        count = allocatable
+    return (Gpu(product, count, memory, compute),)
+
+
+def node_facts(info: Any) -> NodeFacts:
+    return NodeFacts(
+        name=info.name,
+        ready=info.ready,
+        os_image=info.os_image,
+        kubelet_version=info.kubelet_version,
+        internal_ip=info.internal_ip,
+        cpu=info.cpu,
+        memory_bytes=info.memory_bytes,
+        gpu_count=info.gpus,
+        gpus=gpus_from_labels(info.labels, info.gpus),
+        labels=tuple(sorted(info.labels.items())),
+    )
 
 
 class NodePreflightStep(Step):
     id = "preflight.node"
     title = "Check the node and namespace"
     phase = "preflight"
-    needs = ()
+    publishes = (NodeFacts,)
 
     def check(self, ctx: StepContext) -> str | None:
-        if ctx.state.status(self.id) not in ("done", "skipped"):
+        if ctx.get(NodeFacts) is None or ctx.state.status(self.id) not in ("done", "skipped"):
             return None
         node = ctx.backends.kube.get_node(ctx.config.cluster.node_name)
         labels = ctx.backends.kube.namespace_labels(ctx.config.cluster.namespace)
-        if (
-            node is None
-            or not node.ready
-            or (labels or {}).get("pod-security.kubernetes.io/enforce") != "privileged"
-        ):
+        if node is None or not node.ready or (labels or {}).get(PSA_ENFORCE) != "privileged":
             return None
+        ctx.publish(node_facts(node))  # allocatable memory or GPUs may have changed
         return f"{node.name} still Ready, namespace {ctx.config.cluster.namespace} still privileged"
 
     def run(self, ctx: StepContext) -> str:
@@ -43,33 +83,29 @@ class NodePreflightStep(Step):
                 f"node {name} is not Ready ({', '.join(f'{k}={v}' for k, v in node.conditions.items())})",
                 f"check the node: talosctl -n {node.internal_ip or name} health",
             )
+        facts = node_facts(node)
         ctx.log(
-            f"node {name}: {node.os_image or 'unknown OS'}, {node.cpu:g} CPUs, {human_size(node.memory_bytes)} RAM, "
-            f"{node.gpus} nvidia.com/gpu allocatable"
+            f"node {name}: {node.os_image or 'unknown OS'}, {node.cpu:g} CPUs, "
+            f"{human_size(node.memory_bytes)} RAM, {node.gpus} nvidia.com/gpu allocatable"
         )
-        for key, value in (
-            ("cpu", node.cpu),
-            ("memory_bytes", node.memory_bytes),
-            ("gpus", node.gpus),
-            ("os_image", node.os_image),
-            ("internal_ip", node.internal_ip),
-            ("kubelet_version", node.kubelet_version),
-        ):
-            ctx.set_artifact(key, value)
+        for gpu in facts.gpus:
+            memory = f"{gpu.memory_mib / 1024:.0f} GiB" if gpu.memory_mib else "memory unknown"
+            ctx.log(
+                f"GPU: {gpu.count} x {gpu.product}, {memory}, compute capability {gpu.compute or 'unknown'}"
+            )
+        if node.gpus and not facts.gpus:
+            ctx.log(
+                "the node has no NVIDIA GPU Feature Discovery labels (nvidia.com/gpu.product, "
+                ".compute.major/minor): the build will ask for the GPU architecture",
+                "warn",
+            )
         if node.gpus == 0:
             ctx.log(
                 f"node {name} advertises no nvidia.com/gpu: the engine cannot be scheduled until the NVIDIA "
                 "system extensions, RuntimeClass nvidia and the device plugin are installed",
                 "warn",
             )
+        ctx.publish(facts)
         message = kube.ensure_namespace(namespace(ctx.config))
         ctx.log(message, "warn" if "added" in message else "info")
-        version = parse_talos_version(node.os_image)
-        why, patch = talos_storage_patch(ctx.config, version)
-        path = ctx.state.directory / "talos-storage-patch.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# {why}\n{patch}", encoding="utf-8")
-        ctx.notice(
-            "Talos patch: keep the data disk mounted across reboots", f"# {why}\n{patch}", str(path)
-        )
         return f"{name} Ready ({node.os_image or 'unknown OS'}), namespace {ctx.config.cluster.namespace} allows privileged pods"

@@ -9,14 +9,20 @@ running job (or its exit code) instead of starting another.
 from __future__ import annotations
 
 import collections
-import shlex
 import time
 from collections.abc import Callable
 from typing import Any
 
-from leviathan_tui.engine import StepContext
 from leviathan_tui.errors import StepError
 from leviathan_tui.events import Question
+from leviathan_tui.render.remote_job import (
+    job_script,
+    mkdir_command,
+    start_command,
+    status_command,
+    stop_command,
+)
+from leviathan_tui.runner import StepContext
 
 Connect = Callable[[], Any]
 
@@ -37,18 +43,15 @@ def ssh_connect(ctx: StepContext) -> Any:
                 "ssh.host_key",
                 f"The build host {name} is not in known_hosts. It presents a {key_type} key with fingerprint {fp}. "
                 "Accept it? (type or paste the fingerprint)",
-                kind="text",
                 presented=fp,
+                expected=fp,
                 validate=validate,
-                details={"host": name, "key_type": key_type, "fingerprint": fp},
             )
         )
         return True
 
     def ask_secret(prompt: str) -> str:
-        return str(
-            ctx.ask(Question("ssh.passphrase", prompt, kind="text", details={"secret": True}))
-        )
+        return str(ctx.ask(Question("ssh.passphrase", prompt, secret=True)))
 
     return ctx.backends.ssh.connect(ask_host_key, ask_secret)
 
@@ -84,15 +87,7 @@ class RemoteJob:
 
     def status(self) -> tuple[str, int | None]:
         """('done', code) | ('running', None) | ('absent', None)."""
-        d = shlex.quote(self.dir)
-        n = self.name
-        script = (
-            f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
-            f"if [ -f {n}.exit ]; then echo done $(cat {n}.exit); "
-            f"elif [ -f {n}.pid ] && kill -0 $(cat {n}.pid) 2>/dev/null; then echo running; "
-            f"else echo absent; fi"
-        )
-        code, out, err = self.run(script)
+        code, out, err = self.run(status_command(self.dir, self.name))
         words = out.split()
         if code != 0 or not words:
             raise StepError(
@@ -105,26 +100,14 @@ class RemoteJob:
     def start(self, command: str, files: dict[str, bytes]) -> None:
         """Upload files, then start `command` detached in the job directory."""
         session = self.session_()
-        code, _, err = session.run(f"mkdir -p {shlex.quote(self.dir)}")
+        code, _, err = session.run(mkdir_command(self.dir))
         if code != 0:
             raise StepError(f"cannot create {self.dir} on the build host: {err.strip()}")
         for name, data in files.items():
             session.put_bytes(data, f"{self.dir}/{name}")
         n = self.name
-        script = (
-            "#!/bin/sh\n"
-            f'cd "$(dirname "$0")"\n'
-            f"echo $$ > {n}.pid\n"
-            f"rm -f {n}.exit\n"
-            f"( {command} ) > {n}.log 2>&1\n"
-            f"echo $? > {n}.exit.tmp && mv {n}.exit.tmp {n}.exit\n"
-        )
-        session.put_bytes(script.encode(), f"{self.dir}/{n}.sh", 0o755)
-        d = shlex.quote(self.dir)
-        code, _, err = session.run(
-            f"cd {d} && rm -f {n}.exit && if [ -f {n}.log ]; then mv {n}.log {n}.log.prev; fi && "
-            f"setsid nohup sh {n}.sh > /dev/null 2>&1 < /dev/null & echo started"
-        )
+        session.put_bytes(job_script(n, command).encode(), f"{self.dir}/{n}.sh", 0o755)
+        code, _, err = session.run(start_command(self.dir, n))
         if code != 0:
             raise StepError(f"cannot start the {n} job on the build host: {err.strip()}")
 
@@ -200,6 +183,13 @@ class RemoteJob:
                     "it goes on on the build host; run again to reattach",
                 )
             self.ctx.sleep(0.5)
+
+    def stop(self) -> str:
+        """Stop the job on the build host; returns 'stopped' or 'absent'."""
+        code, out, err = self.run(stop_command(self.dir, self.name))
+        if code != 0:
+            raise StepError(f"cannot stop the {self.name} on the build host: {err.strip()}")
+        return out.strip() or "absent"
 
     def close(self) -> None:
         if self.session is not None:

@@ -1,23 +1,26 @@
 """Storage: probe the node's disks, let the operator choose and confirm, format and mount, then
-prove the node itself sees the mount."""
+prove the node itself sees the mount.
+
+The chosen disk's identity is recorded once (the DataDisk record) and enforced on every later run:
+a disk found at the recorded path with another serial, size, by-id name or filesystem UUID is
+refused — never re-chosen silently, never formatted.
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import secrets
 from typing import Any
 
-from leviathan_tui.agent.lsblk import BlockDevice, assess, human_size
-from leviathan_tui.engine import Step, StepContext
+from leviathan_tui.agent.lsblk import BlockDevice, assess, signatures
 from leviathan_tui.errors import RefusedAnswer, StepError
-from leviathan_tui.events import Choice, Question
-from leviathan_tui.manifests import (
-    agent_pod,
-    host_check_pod,
-    parse_talos_version,
-    talos_storage_patch,
-)
+from leviathan_tui.events import Choice, DeviceFacts, Question
 from leviathan_tui.phases.agent_pod import run_agent
+from leviathan_tui.phases.talos_patch import talos_patch_file
+from leviathan_tui.records import DataDisk, ModelPlan, MountProof, NodeDisks, NodeFacts
+from leviathan_tui.render.manifests import agent_pod, host_check_pod
+from leviathan_tui.runner import Step, StepContext
+from leviathan_tui.units import decimal_size, human_size
 
 PROBE_POD = "sysadmin-logistics-probe"
 FORMAT_POD = "sysadmin-logistics"
@@ -27,56 +30,83 @@ MARKER_FILE = ".leviathan-marker"
 Q_DEVICE = "storage.device"
 Q_CONFIRM = "storage.confirm_format"
 Q_CONFIRM_FOREIGN = "storage.confirm_foreign"
-A_SERIAL = "storage.device_serial"
-A_SIZE = "storage.device_size"
+FACT_SERIAL = "storage.device_serial"
+FACT_SIZE = "storage.device_size"
 
 
-def device_choice(dev: BlockDevice, label: str, mountpoint: str | None = None) -> Choice:
+def needed_bytes(ctx: StepContext, plan: ModelPlan | None) -> int | None:
+    if plan is None:
+        return None
+    return plan.total + int(ctx.config.storage.min_free_margin_gib * 2**30)
+
+
+def device_facts(dev: BlockDevice, label: str, mountpoint: str, need: int | None) -> DeviceFacts:
     verdict = assess(dev, label, mountpoint)
-    fs = dev.fstype or ("partitioned" if dev.children else "")
+    fits = None if need is None else dev.size >= need
+    fit_note = ""
+    if need is not None:
+        fit_note = (
+            f"holds {decimal_size(dev.size)}; the model needs {decimal_size(need)} with margin"
+        )
+    return DeviceFacts(
+        path=dev.path,
+        name=dev.name,
+        size=dev.size,
+        model=dev.model,
+        serial=dev.serial,
+        transport=dev.transport,
+        rotational=dev.rotational,
+        fstype=dev.fstype or ("partitioned" if dev.children else ""),
+        label=dev.label,
+        signatures=tuple(signatures(dev)),
+        mounts=tuple(dev.all_mounts),
+        by_id=tuple(dev.by_id),
+        ours=verdict.ours,
+        foreign=verdict.foreign,
+        fits=fits,
+        fit_note=fit_note,
+    )
+
+
+def device_choice(dev: BlockDevice, label: str, mountpoint: str, need: int | None) -> Choice:
+    verdict = assess(dev, label, mountpoint)
+    facts = device_facts(dev, label, mountpoint, need)
+    selectable, reason = verdict.selectable, verdict.reason
+    if selectable and facts.fits is False:
+        selectable = False
+        reason = f"too small: {facts.fit_note}"
     text = f"{dev.path}  {human_size(dev.size)}  {dev.model or '-'}  serial {dev.serial or '-'}"
     if verdict.ours:
         text += "  (Leviathan XFS: will be mounted, not formatted)"
     elif verdict.foreign:
         text += f"  (holds {verdict.foreign})"
     return Choice(
-        dev.path,
-        text,
-        selectable=verdict.selectable,
-        reason=verdict.reason,
-        details={
-            "name": dev.name,
-            "size": dev.size,
-            "size_h": human_size(dev.size),
-            "model": dev.model,
-            "serial": dev.serial,
-            "transport": dev.transport,
-            "rotational": dev.rotational,
-            "fstype": fs,
-            "label": dev.label,
-            "mounts": dev.all_mounts,
-            "ours": verdict.ours,
-            "foreign": verdict.foreign,
-            "by_id": dev.by_id,
-        },
+        dev.path, text, selectable, reason, device=facts, preselect=verdict.ours and selectable
     )
 
 
-def probed_devices(ctx: StepContext) -> list[BlockDevice]:
-    raw = ctx.artifact("devices", step="storage.probe") or []
-    return [BlockDevice.from_json(d) for d in raw]
+def identity_mismatch(recorded: DataDisk, dev: BlockDevice | None) -> str:
+    """Why the node's device at the recorded path is not the recorded disk ("" when it is)."""
+    if dev is None:
+        return "the node has no such device now"
+    problems = []
+    if dev.serial != recorded.serial:
+        problems.append(f"serial {dev.serial or '-'}")
+    if dev.size != recorded.size:
+        problems.append(f"size {dev.size} bytes")
+    if recorded.by_id and dev.by_id and not set(recorded.by_id) & set(dev.by_id):
+        problems.append(f"by-id {dev.by_id[0]}")
+    if recorded.fs_uuid and dev.uuid and dev.uuid != recorded.fs_uuid:
+        problems.append(f"filesystem UUID {dev.uuid}")
+    return ", ".join(problems)
 
 
 class ProbeStep(Step):
     id = "storage.probe"
     title = "List the node's disks"
     phase = "storage"
-    needs = ("preflight.node",)
-
-    def check(self, ctx: StepContext) -> str | None:
-        if ctx.state.status("storage.format") in ("done", "skipped") and ctx.artifact("devices"):
-            return "disk already chosen and formatted in this session"
-        return None
+    publishes = (NodeDisks,)
+    reads_records = (NodeFacts,)
 
     def run(self, ctx: StepContext) -> str:
         pod = agent_pod(
@@ -90,74 +120,113 @@ class ProbeStep(Step):
             raise StepError(
                 f"probe failed on {ctx.config.cluster.node_name}: {result.get('reason')}"
             )
-        devices = result.get("devices") or []
-        ctx.set_artifact("devices", devices)
+        devices = [d for d in result.get("devices") or [] if isinstance(d, dict)]
+        ctx.publish(
+            NodeDisks(
+                tuple(devices),
+                tuple(str(f) for f in result.get("cpu_flags") or []),
+                str(result.get("cpu_model") or ""),
+            )
+        )
         parsed = [BlockDevice.from_json(d) for d in devices]
         usable = [
             d
             for d in parsed
             if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable
         ]
-        return f"{len(parsed)} block devices, {len(usable)} can hold the model"
+        return f"{len(parsed)} block devices, {len(usable)} could be used"
 
 
 def _log_device(ctx: StepContext, event: dict[str, Any]) -> None:
     if event.get("event") == "device":
-        state = "ok" if event.get("selectable") else f"unsafe: {event.get('reason')}"
+        state = "ok" if event.get("selectable") else f"cannot be used: {event.get('reason')}"
         ctx.log(
             f"{event.get('path')}  {human_size(int(event.get('size') or 0))}  {event.get('model') or '-'}  {state}"
         )
+
+
+def disk_args(ctx: StepContext, disk: DataDisk, *, check: bool = False) -> list[str]:
+    args = [
+        "--device",
+        disk.path,
+        "--serial",
+        disk.serial,
+        "--size",
+        str(disk.size),
+        "--label",
+        ctx.config.storage.label,
+        "--mountpoint",
+        ctx.config.storage.pod_mount,
+    ]
+    for name in disk.by_id:
+        args += ["--by-id", name]
+    if disk.fs_uuid:
+        args += ["--fs-uuid", disk.fs_uuid]
+    if check:
+        args.append("--check")
+    return args
 
 
 class FormatStep(Step):
     id = "storage.format"
     title = "Format and mount the data disk"
     phase = "storage"
-    needs = ("storage.probe",)
+    publishes = (DataDisk,)
+    reads_records = (NodeDisks, ModelPlan)
 
     def check(self, ctx: StepContext) -> str | None:
-        device, serial, size = ctx.artifact("device"), ctx.artifact("serial"), ctx.artifact("size")
-        if not device or serial is None or not size:
+        disk = ctx.get(DataDisk)
+        if disk is None or not disk.fs_uuid:
             return None
-        pod = agent_pod(
-            ctx.config, FORMAT_POD, "disk", _disk_args(ctx, device, serial, size, check=True)
-        )
+        pod = agent_pod(ctx.config, FORMAT_POD, "disk", disk_args(ctx, disk, check=True))
         result = run_agent(ctx, pod, lambda e: None)
         if result.get("status") == "done":
-            return f"{device} (serial {serial or '-'}) is mounted as our XFS at {ctx.config.storage.pod_mount}"
-        ctx.log(f"recorded disk no longer ready: {result.get('reason')}", "warn")
+            ctx.publish(dataclasses.replace(disk, free_bytes=int(result.get("free_bytes") or 0)))
+            return f"{disk.path} (serial {disk.serial or '-'}) is mounted as our XFS at {ctx.config.storage.host_mount}"
+        ctx.log(f"the recorded disk needs attention: {result.get('reason')}", "warn")
         return None
 
     def run(self, ctx: StepContext) -> str:
         label = ctx.config.storage.label
-        devices = {d.path: d for d in probed_devices(ctx)}
+        mountpoint = ctx.config.storage.pod_mount
+        devices = {
+            d.path: d for d in (BlockDevice.from_json(x) for x in ctx.need(NodeDisks).devices)
+        }
         if not devices:
             raise StepError("the probe found no block devices", "run the storage phase again")
-        mountpoint = ctx.config.storage.pod_mount
-        choices = [device_choice(d, label, mountpoint) for d in devices.values()]
-        question = Question(
-            Q_DEVICE,
-            "Which disk should hold the model?",
-            kind="choice",
-            choices=choices,
-            placeholder="/dev/DEVICE",
-            details={
-                "refusal_hint": "choose a disk from the probe listing that is not mounted and not the Talos system disk"
-            },
-        )
-        path = str(ctx.ask(question))
-        dev = devices[path]
-        _check_recorded_identity(ctx, dev)
-        ctx.state.set_answer(A_SERIAL, dev.serial)
-        ctx.state.set_answer(A_SIZE, dev.size)
+        recorded = ctx.get(DataDisk)
+        if recorded is not None:
+            dev = devices.get(recorded.path)
+            mismatch = identity_mismatch(recorded, dev)
+            if mismatch:
+                raise RefusedAnswer(
+                    f"the disk at {recorded.path} is not the recorded data disk: recorded "
+                    f"{recorded.identity()}; the node now reports {mismatch}. Nothing was formatted",
+                    "if the disk was replaced on purpose, forget the recorded disk and choose again: "
+                    "leviathan reset --disk (or leviathan reset to forget the whole session)",
+                )
+            assert dev is not None
+            ctx.log(f"the recorded data disk: {recorded.identity()}")
+        else:
+            dev = self._choose(ctx, devices)
+            recorded = DataDisk(
+                path=dev.path,
+                serial=dev.serial,
+                size=dev.size,
+                model=dev.model,
+                by_id=tuple(dev.by_id),
+                label=dev.label,
+            )
+            ctx.publish(recorded)  # the identity is fixed from here on
         verdict = assess(dev, label, mountpoint)
         allow_foreign = False
+        facts = device_facts(dev, label, mountpoint, needed_bytes(ctx, ctx.get(ModelPlan)))
         if not verdict.ours:
-            ctx.ask(confirm_question(dev, verdict.foreign))
+            ctx.ask(confirm_question(facts))
             if verdict.foreign:
-                ctx.ask(foreign_question(dev, verdict.foreign))
+                ctx.ask(foreign_question(facts))
                 allow_foreign = True
-        args = _disk_args(ctx, dev.path, dev.serial, dev.size)
+        args = disk_args(ctx, recorded)
         if allow_foreign:
             args.append("--allow-foreign-fs")
         pod = agent_pod(ctx.config, FORMAT_POD, "disk", args)
@@ -166,50 +235,53 @@ class FormatStep(Step):
         if status == "refused":
             raise RefusedAnswer(
                 f"the node refused to format {dev.path}: {result.get('reason')}",
-                "nothing was formatted; choose another disk",
+                "nothing was formatted; check the disk, or forget it and choose another: leviathan reset --disk",
             )
         if status != "done":
             raise StepError(f"formatting {dev.path} failed: {result.get('reason')}")
-        for key in ("serial", "size", "free_bytes", "fs_bytes", "formatted", "by_id"):
-            ctx.set_artifact(key, result.get(key))
-        ctx.set_artifact("device", dev.path)
-        formatted = (
-            "formatted and mounted"
-            if result.get("formatted")
-            else "mounted (already ours, not formatted)"
+        disk = dataclasses.replace(
+            recorded,
+            fs_uuid=str(result.get("fs_uuid") or ""),
+            label=str(result.get("label") or label),
+            mountpoint=ctx.config.storage.host_mount,
+            free_bytes=int(result.get("free_bytes") or 0),
+            fs_bytes=int(result.get("fs_bytes") or 0),
+            formatted=bool(result.get("formatted")),
         )
-        return f"{dev.path} {formatted} at {ctx.config.storage.host_mount}; {human_size(int(result.get('free_bytes') or 0))} free"
+        ctx.publish(disk)
+        formatted = (
+            "formatted and mounted" if disk.formatted else "mounted (already ours, not formatted)"
+        )
+        return f"{dev.path} {formatted} at {ctx.config.storage.host_mount}; {human_size(disk.free_bytes)} free"
 
-
-def _check_recorded_identity(ctx: StepContext, dev: BlockDevice) -> None:
-    """A recorded serial/size (from the session or the replay file) must still match the disk."""
-    for key, actual in ((A_SERIAL, dev.serial), (A_SIZE, dev.size)):
-        recorded = ctx.engine.answerer.recorded(key)
-        if recorded is not None and str(recorded) != str(actual):
-            raise RefusedAnswer(
-                f"{dev.path} is not the recorded disk: {key} was {recorded!r}, the node now reports {actual!r}",
-                "device names can move between boots; choose the disk again by serial",
-            )
-
-
-def _disk_args(
-    ctx: StepContext, device: str, serial: str, size: int, *, check: bool = False
-) -> list[str]:
-    args = [
-        "--device",
-        device,
-        "--serial",
-        serial or "",
-        "--size",
-        str(size),
-        "--label",
-        ctx.config.storage.label,
-        "--mountpoint",
-        ctx.config.storage.pod_mount,
-    ]
-    if check:
-        args.append("--check")
-    return args
+    def _choose(self, ctx: StepContext, devices: dict[str, BlockDevice]) -> BlockDevice:
+        plan = ctx.get(ModelPlan)
+        need = needed_bytes(ctx, plan)
+        label, mountpoint = ctx.config.storage.label, ctx.config.storage.pod_mount
+        choices = [device_choice(d, label, mountpoint, need) for d in devices.values()]
+        size_note = f" The model needs {decimal_size(need)} with margin." if need else ""
+        question = Question(
+            Q_DEVICE,
+            f"Which disk should hold the model?{size_note}",
+            kind="choice",
+            screen="device",
+            choices=choices,
+            placeholder="/dev/DEVICE",
+            refusal_hint="choose a whole disk from the probe listing that can hold the model, "
+            "is not mounted and is not the Talos system disk",
+        )
+        path = str(ctx.ask(question))
+        dev = devices[path]
+        for key, actual in ((FACT_SERIAL, dev.serial), (FACT_SIZE, dev.size)):
+            expected = ctx.runner.answerer.recorded(key)
+            if expected is not None and str(expected) != str(actual):
+                raise RefusedAnswer(
+                    f"{dev.path} is not the recorded disk: {key} was {expected!r}, the node reports {actual!r}",
+                    "device names can move between boots; choose the disk again by serial",
+                )
+        ctx.runner.answerer.record_fact(FACT_SERIAL, dev.serial)
+        ctx.runner.answerer.record_fact(FACT_SIZE, dev.size)
+        return dev
 
 
 def _log_format(ctx: StepContext, event: dict[str, Any]) -> None:
@@ -221,34 +293,27 @@ def _log_format(ctx: StepContext, event: dict[str, Any]) -> None:
         ctx.log(f"refused: {event.get('reason')}", "error")
 
 
-def confirm_question(dev: BlockDevice, foreign: str) -> Question:
+def confirm_question(dev: DeviceFacts) -> Question:
     def validate(answer: Any) -> str | None:
         if str(answer).strip() != dev.name:
-            return f"the confirmation must be the device name {dev.name!r}, got {answer!r}: nothing will be formatted"
+            return (
+                f"that is not {dev.name!r}: nothing will be formatted. Type the device name exactly"
+            )
         return None
 
     return Question(
         Q_CONFIRM,
-        f"Format {dev.path} as XFS? Everything on it is lost. Type the device name ({dev.name}) to confirm.",
-        kind="text",
+        f"Format {dev.path} as XFS? Everything on it is lost. Type the device name to confirm.",
+        screen="confirm",
         destructive=True,
+        expected=dev.name,
         placeholder=dev.name,
+        device=dev,
         validate=validate,
-        details={
-            "device": dev.path,
-            "name": dev.name,
-            "model": dev.model,
-            "serial": dev.serial,
-            "size": dev.size,
-            "size_h": human_size(dev.size),
-            "fstype": dev.fstype or ("partitioned" if dev.children else "none"),
-            "label": dev.label,
-            "foreign": foreign,
-        },
     )
 
 
-def foreign_question(dev: BlockDevice, foreign: str) -> Question:
+def foreign_question(dev: DeviceFacts) -> Question:
     expected = f"erase {dev.name}"
 
     def validate(answer: Any) -> str | None:
@@ -260,12 +325,14 @@ def foreign_question(dev: BlockDevice, foreign: str) -> Question:
 
     return Question(
         Q_CONFIRM_FOREIGN,
-        f"{dev.path} already holds {foreign}. Formatting destroys that data. Type '{expected}' to go on.",
-        kind="text",
+        f"{dev.path} already holds {dev.foreign}. Formatting destroys that data. Type '{expected}' to go on.",
+        screen="confirm",
         destructive=True,
+        loud=True,
+        expected=expected,
         placeholder=expected,
+        device=dev,
         validate=validate,
-        details={"device": dev.path, "name": dev.name, "foreign": foreign, "loud": True},
     )
 
 
@@ -273,19 +340,22 @@ class VerifyHostStep(Step):
     id = "storage.verify_host"
     title = "Prove the node sees the mount"
     phase = "storage"
-    needs = ("storage.format",)
+    publishes = (MountProof,)
+    reads_records = (DataDisk,)
 
     def check(self, ctx: StepContext) -> str | None:
-        token = ctx.artifact("token")
+        proof, disk = ctx.get(MountProof), ctx.get(DataDisk)
         if (
-            token
-            and ctx.artifact("serial") == ctx.artifact("serial", step="storage.format")
+            proof
+            and disk
+            and proof.serial == disk.serial
             and ctx.state.status("storage.format") == "skipped"
         ):
             return "the node saw the disk's marker earlier and the disk is still mounted"
         return None
 
     def run(self, ctx: StepContext) -> str:
+        disk = ctx.need(DataDisk)
         token = secrets.token_hex(8)
         mount = ctx.config.storage.pod_mount
         writer = agent_pod(
@@ -303,24 +373,14 @@ class VerifyHostStep(Step):
         result = run_agent(ctx, reader, lambda e: None)
         seen = result.get("marker")
         if result.get("status") != "done" or seen != token:
-            version = parse_talos_version(ctx.artifact("os_image", step="preflight.node") or "")
-            why, patch = talos_storage_patch(
-                ctx.config, version, ctx.artifact("serial", step="storage.format")
-            )
-            path = _save_patch(ctx, patch)
+            facts = ctx.get(NodeFacts)
+            path, why = talos_patch_file(ctx, facts, disk)
             raise StepError(
                 f"the disk mounted in the privileged pod is not visible to other pods on the node "
                 f"({result.get('reason') or f'marker {seen!r} != {token!r}'}). {why}",
-                f"apply the Talos patch saved at {path} (talosctl -n {ctx.config.cluster.node_name} patch mc --patch @{path}), "
+                f"apply the Talos patch saved at {path} "
+                f"(talosctl -n {(facts.internal_ip if facts else '') or ctx.config.cluster.node_name} patch mc --patch @{path}), "
                 "reboot the node if Talos asks, then run Leviathan again",
             )
-        ctx.set_artifact("token", token)
-        ctx.set_artifact("serial", ctx.artifact("serial", step="storage.format"))
+        ctx.publish(MountProof(token, disk.serial))
         return f"an unprivileged pod sees the XFS at {ctx.config.storage.host_mount}"
-
-
-def _save_patch(ctx: StepContext, patch: str) -> str:
-    path = ctx.state.directory / "talos-storage-patch.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(patch, encoding="utf-8")
-    return os.fspath(path)

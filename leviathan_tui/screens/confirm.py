@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from leviathan_tui.events import Question
+from leviathan_tui.units import human_size
 
 
 class ConfirmFormatScreen(ModalScreen[str | None]):
@@ -18,25 +19,27 @@ class ConfirmFormatScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, question: Question) -> None:
-        super().__init__(classes="loud" if question.details.get("loud") else "")
+        super().__init__(classes="loud" if question.loud else "")
         self.question = question
 
     def compose(self) -> ComposeResult:
-        d = self.question.details
+        d = self.question.device
         with Vertical(id="dialog"):
             yield Static(
-                "DESTROY ALL DATA?" if self.question.details.get("loud") else "Format this disk?",
+                "DESTROY ALL DATA?" if self.question.loud else "Format this disk?",
                 id="title",
             )
-            facts = [
-                f"device      {d.get('device', '')}",
-                f"model       {d.get('model') or '-'}",
-                f"serial      {d.get('serial') or '-'}",
-                f"size        {d.get('size_h', '')} ({d.get('size', '')} bytes)",
-                f"filesystem  {d.get('fstype') or 'none'}{' / ' + d['label'] if d.get('label') else ''}",
-            ]
-            if d.get("foreign"):
-                facts.append(f"holds       {d['foreign']}")
+            facts = []
+            if d is not None:
+                facts = [
+                    f"device      {d.path}",
+                    f"model       {d.model or '-'}",
+                    f"serial      {d.serial or '-'}",
+                    f"size        {human_size(d.size)} ({d.size} bytes)",
+                    f"filesystem  {d.fstype or 'none'}{' / ' + d.label if d.label else ''}",
+                ]
+                if d.foreign:
+                    facts.append(f"holds       {d.foreign}")
             yield Static("\n".join(line for line in facts if not line.endswith("  ")), id="facts")
             yield Static(self.question.prompt, id="prompt")
             yield Input(placeholder=self.question.placeholder, id="answer")

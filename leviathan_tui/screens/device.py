@@ -10,6 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from leviathan_tui.events import Question
+from leviathan_tui.units import human_size
 
 
 class DeviceScreen(ModalScreen[str | None]):
@@ -39,22 +40,23 @@ class DeviceScreen(ModalScreen[str | None]):
                 "status",
             )
             for choice in self.question.choices:
-                d = choice.details
+                d = choice.device
+                assert d is not None
                 status = (
                     "ours: mount only"
-                    if d.get("ours")
+                    if d.ours
                     else ("OK" if choice.selectable else f"unsafe: {choice.reason}")
                 )
-                fs = (d.get("fstype") or "-") + (f" / {d['label']}" if d.get("label") else "")
+                fs = (d.fstype or "-") + (f" / {d.label}" if d.label else "")
                 table.add_row(
                     choice.value,
-                    d.get("size_h", ""),
-                    (d.get("model") or "-")[:20],
-                    d.get("serial") or "-",
-                    d.get("transport") or "-",
-                    "yes" if d.get("rotational") else "no",
+                    human_size(d.size),
+                    (d.model or "-")[:20],
+                    d.serial or "-",
+                    d.transport or "-",
+                    "yes" if d.rotational else "no",
                     fs,
-                    (", ".join(d.get("mounts") or []) or "-")[:16],
+                    (", ".join(d.mounts) or "-")[:16],
                     status,
                     key=choice.value,
                 )
@@ -75,9 +77,9 @@ class DeviceScreen(ModalScreen[str | None]):
         why = self.query_one("#why", Static)
         if not choice.selectable:
             why.update(f"{choice.value} cannot be chosen: {choice.reason}")
-        elif choice.details.get("foreign"):
+        elif choice.device and choice.device.foreign:
             why.update(
-                f"{choice.value} holds {choice.details['foreign']}: formatting it needs a second confirmation"
+                f"{choice.value} holds {choice.device.foreign}: formatting it needs a second confirmation"
             )
         else:
             why.update(f"{choice.value}: {choice.label}")

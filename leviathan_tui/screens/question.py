@@ -20,7 +20,7 @@ class QuestionScreen(ModalScreen[str | None]):
         self.question = question
 
     def compose(self) -> ComposeResult:
-        secret = bool(self.question.details.get("secret"))
+        secret = self.question.secret
         with Vertical(id="dialog"):
             yield Static(self.question.id, id="qid")
             yield Static(self.question.prompt, id="prompt")
@@ -53,13 +53,11 @@ class QuestionScreen(ModalScreen[str | None]):
             self._try(self.query_one(Input).value)
 
     def _try(self, value: str) -> None:
-        problem = self.question.check(
-            value if self.question.details.get("secret") else value.strip()
-        )
+        problem = self.question.check(value if self.question.secret else value.strip())
         if problem:
             self.query_one("#error", Static).update(problem)
             return
-        self.dismiss(value if self.question.details.get("secret") else value.strip())
+        self.dismiss(value if self.question.secret else value.strip())
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from leviathan_tui.engine import Engine
 
 from leviathan_tui.backends import real_backends
 from leviathan_tui.config import Config
-from leviathan_tui.engine import Engine
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases import all_steps

@@ -11,7 +11,7 @@ import pytest
 
 from leviathan_tui.backends.kube import KubeBackend, KubeError
 from leviathan_tui.config import ClusterConfig, Config
-from leviathan_tui.manifests import agent_configmap, agent_pod, namespace
+from leviathan_tui.render.manifests import agent_configmap, agent_pod, namespace
 from tests.support.kube_standin import StandIn
 
 
@@ -167,8 +167,9 @@ def test_unreachable_api_is_a_clear_message(tmp_path: Path) -> None:
 def test_pod_stuck_pending_is_explained_within_the_timeout(
     standin: StandIn, tmp_path: Path
 ) -> None:
-    from leviathan_tui.backends import Backends
     from leviathan_tui.engine import Engine
+
+    from leviathan_tui.backends import Backends
     from leviathan_tui.events import StepFailed
     from leviathan_tui.phases import all_steps
     from leviathan_tui.replay import ReplayAnswerer, ReplayFile

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leviathan_tui.agent.lsblk import parse_lsblk
 from leviathan_tui.backends.dry import default_machine
+
+from leviathan_tui.agent.lsblk import parse_lsblk
 from leviathan_tui.events import Question
 from leviathan_tui.phases.storage import confirm_question, device_choice, foreign_question
 from leviathan_tui.screens.confirm import ConfirmFormatScreen

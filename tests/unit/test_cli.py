@@ -1,11 +1,13 @@
 """The CLI as an operator meets it: real child processes, real exit codes."""
 
 import json
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, leviathan_cmd, run_env
@@ -170,7 +172,8 @@ def test_bad_replay_and_config_files_exit_2_without_traceback(tmp_path: Path) ->
     assert (state / "dry-run" / "state.json").read_bytes() == saved
 
 
-def test_sigint_saves_state_exits_130_then_resume_finishes(tmp_path: Path) -> None:
+def _run_until_bytes_land(tmp_path: Path) -> subprocess.Popen[str]:
+    """A dry run, stopped once its download reports bytes on the disk."""
     proc = subprocess.Popen(
         leviathan_cmd() + ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)],
         stdout=subprocess.PIPE,
@@ -178,22 +181,35 @@ def test_sigint_saves_state_exits_130_then_resume_finishes(tmp_path: Path) -> No
         text=True,
         env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
     )
-    deadline = time.monotonic() + 30
-    seen = ""
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
-        seen += line
-        if "DOWNLOADING" in line:
-            break
-    proc.send_signal(signal.SIGINT)
+        landed = re.search(r"download.fetch +progress (\d+\.\d) GB of", line)
+        if landed and float(landed.group(1)) > 0:
+            return proc
+    raise AssertionError("the dry download never reported a byte")
+
+
+@pytest.mark.parametrize("signal_", [signal.SIGINT, signal.SIGKILL])
+def test_a_dry_run_stopped_mid_download_resumes_from_its_bytes_with_no_second_format(
+    tmp_path: Path, signal_: signal.Signals
+) -> None:
+    proc = _run_until_bytes_land(tmp_path)
+    proc.send_signal(signal_)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, seen + out + err
     state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
     assert state["steps"]["storage.format"]["status"] == "done"
-    assert state["steps"]["download.fetch"]["status"] == "pending"
+    if signal_ == signal.SIGINT:
+        assert proc.returncode == 130, out + err
+        assert state["steps"]["download.fetch"]["status"] == "interrupted"
     result = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "preflight.node       skipped" in result.stdout
+    assert "storage.format       skipped" in result.stdout  # the kept world: still ours, mounted
+    resumed = re.search(r"resuming from (\d+\.\d) GB already on the disk", result.stdout)
+    assert resumed and float(resumed.group(1)) > 0, result.stdout
+    world = json.loads((tmp_path / "dry-run" / "world" / "world.json").read_text())
+    assert [f["device"] for f in world["formats"]] == ["/dev/nvme1n1"]  # formatted once
 
 
 def test_only_with_undone_needs_exits_2(tmp_path: Path) -> None:
@@ -289,7 +305,7 @@ def test_machine_file_drives_the_dry_run(tmp_path: Path) -> None:
         ]
     )
     assert result.returncode == 0, result.stderr
-    assert "/dev/sda  465.8 GiB  OS  unsafe: Talos system disk" in result.stdout
+    assert "/dev/sda  465.8 GiB  OS  cannot be used: Talos system disk" in result.stdout
     assert "FORMATTING /dev/nvme9n1" in result.stdout
     garbage = tmp_path / "g.json"
     garbage.write_text("{}")

@@ -61,4 +61,13 @@ def test_partition_and_rom_are_not_formattable() -> None:
     devs = parse_lsblk(
         {"blockdevices": [{"name": "sr0", "path": "/dev/sr0", "size": 1024, "type": "rom"}]}
     )
-    assert "cannot be formatted" in assess(devs[0], "leviathan").reason
+    assert "only whole disks" in assess(devs[0], "leviathan").reason
+
+
+def test_a_loop_device_is_refused_unless_a_test_rig_allows_it() -> None:
+    devs = parse_lsblk(
+        {"blockdevices": [{"name": "loop0", "path": "/dev/loop0", "size": 2**40, "type": "loop"}]}
+    )
+    verdict = assess(devs[0], "leviathan")
+    assert not verdict.selectable and verdict.reason.startswith("a loop device")
+    assert assess(devs[0], "leviathan", allow_loop=True).selectable

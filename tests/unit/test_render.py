@@ -5,8 +5,10 @@ import pytest
 import yaml
 
 from leviathan_tui.config import Config
-from leviathan_tui.engines import engine_spec
-from leviathan_tui.manifests import deployment, render_all, service, talos_storage_patch
+from leviathan_tui.inference import engine_spec
+from leviathan_tui.render.bundle import render_all
+from leviathan_tui.render.manifests import deployment, service
+from leviathan_tui.render.talos import talos_storage_patch
 from tests.conftest import leviathan_cmd, run_env
 from tests.support.validate import OLDEST, newest, validate
 
@@ -43,7 +45,7 @@ def test_render_writes_valid_manifests(tmp_path: Path, version: str) -> None:
 
 
 def test_privileged_pod_fields() -> None:
-    from leviathan_tui.manifests import agent_pod
+    from leviathan_tui.render.manifests import agent_pod
 
     pod = agent_pod(Config(), "sysadmin-logistics", "probe", [])
     container = pod["spec"]["containers"][0]

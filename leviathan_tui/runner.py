@@ -1,8 +1,13 @@
-"""The engine: runs steps whose needs are met, independent ones at once, and reports events.
+"""The step runner: runs steps whose needs are met, independent ones at once, and reports events.
+
+A step's needs follow from the records it reads: the runner finds the step that publishes each
+record type (`Step.publishes`) and waits for it. What a step reads may depend on the config (a
+llama.cpp deployment reads no built image), so the llama.cpp fallback deploys while a
+KTransformers build is failing.
 
 Steps run in worker threads (their backends block); everything they say reaches the front-end as
-events through one callback, which both front-ends turn into a queue. The state is saved on every
-status change, so a kill at any moment resumes from the last finished step.
+events through one callback. The state is saved on every status change and every record, so a
+kill at any moment resumes from the last finished step.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from leviathan_tui.config import Config
 from leviathan_tui.errors import (
@@ -23,12 +28,20 @@ from leviathan_tui.errors import (
     EXIT_UNANSWERED,
     Cancelled,
     LeviathanError,
+    StepError,
     UsageError,
 )
 from leviathan_tui.events import (
     Event,
+    Explanation,
+    FileProgress,
+    FilesPlanned,
+    FileState,
+    HealthAttempt,
+    Level,
     LogLine,
     Notice,
+    PodState,
     Progress,
     Question,
     QuestionAsked,
@@ -36,14 +49,18 @@ from leviathan_tui.events import (
     StepBlocked,
     StepDone,
     StepFailed,
+    StepInterrupted,
     StepSkipped,
     StepStarted,
 )
-from leviathan_tui.state import State
+from leviathan_tui.records import Record
+from leviathan_tui.state import State, StateWriteError
 
 log = logging.getLogger("leviathan")
 
 Emit = Callable[[Event], None]
+R = TypeVar("R", bound=Record)
+FINISHED_OK = ("done", "skipped")
 
 
 class Answerer(Protocol):
@@ -55,49 +72,87 @@ class Answerer(Protocol):
         """A recorded fact that is not a question (e.g. the chosen disk's serial), or None."""
         ...
 
+    def record_fact(self, key: str, value: Any) -> None:
+        """Remember a fact beside the answers (the TUI writes it to replay.yaml)."""
+        ...
+
 
 class StepContext:
-    """What a step may use: config, backends, the operator (through events) and its artifacts."""
+    """What a step may use: config, backends, records, and the operator (through events)."""
 
-    def __init__(self, engine: Engine, step: Step) -> None:
-        self.engine = engine
+    def __init__(self, runner: Runner, step: Step) -> None:
+        self.runner = runner
         self.step = step
-        self.config: Config = engine.config
-        self.backends: Any = engine.backends
-        self.state: State = engine.state
-        self.cancelled: threading.Event = engine.cancelled
+        self.config: Config = runner.config
+        self.backends: Any = runner.backends
+        self.state: State = runner.state
+        self.cancelled: threading.Event = runner.cancelled
 
-    def log(self, line: str, level: str = "info") -> None:
-        self.engine.emit(LogLine(self.step.id, line, level))  # type: ignore[arg-type]
+    # --- records -----------------------------------------------------------------------------
+
+    def need(self, cls: type[R]) -> R:
+        """A record this step reads; its publisher has finished, so it is there."""
+        record = self.state.get(cls)
+        if record is None:
+            raise StepError(
+                f"{self.step.id} needs the {cls.__name__} record, which no step has published",
+                f"run the step that publishes it first ({self.runner.publisher_of(cls)})",
+            )
+        return record
+
+    def get(self, cls: type[R]) -> R | None:
+        """A record that may be absent (optional input, or this step's own earlier output)."""
+        return self.state.get(cls)
+
+    def publish(self, record: Record, *, coalesce: bool = False) -> None:
+        self.state.publish(self.step.id, record, coalesce=coalesce)
+
+    def retract(self, cls: type[Record]) -> None:
+        self.state.drop(cls)
+
+    # --- telling the operator ----------------------------------------------------------------
+
+    def log(self, line: str, level: Level = "info") -> None:
+        self.runner.emit(LogLine(self.step.id, line, level))
 
     def progress(
-        self,
-        done: float,
-        total: float | None = None,
-        *,
-        item: str = "",
-        unit: str = "B",
-        note: str = "",
+        self, done: float, total: float | None = None, *, unit: str = "B", note: str = ""
     ) -> None:
-        self.engine.emit(Progress(self.step.id, done, total, item, unit, note))
+        self.runner.emit(Progress(self.step.id, done, total, unit, note))
+
+    def files_planned(self, files: Iterable[tuple[str, int]]) -> None:
+        self.runner.emit(FilesPlanned(self.step.id, tuple(files)))
+
+    def file_progress(
+        self, file: str, done: int, total: int | None, state: FileState, note: str = ""
+    ) -> None:
+        self.runner.emit(FileProgress(self.step.id, file, done, total, state, note))
+
+    def pod_state(
+        self, pod: str, phase: str, reason: str = "", restarts: int = 0, message: str = ""
+    ) -> None:
+        self.runner.emit(PodState(self.step.id, pod, phase, reason, restarts, message))
+
+    def explain(self, cause: str, fix: str, rule: str = "") -> None:
+        self.runner.emit(Explanation(self.step.id, cause, fix, rule))
+
+    def health_attempt(self, text: str, elapsed_s: float, timeout_s: float) -> None:
+        self.runner.emit(HealthAttempt(self.step.id, text, elapsed_s, timeout_s))
 
     def notice(self, title: str, body: str, filename: str = "") -> None:
-        self.engine.emit(Notice(self.step.id, title, body, filename))
+        self.runner.emit(Notice(self.step.id, title, body, filename))
 
     def ask(self, question: Question) -> Any:
         self.check_cancelled()
-        self.engine.emit(QuestionAsked(self.step.id, question))
-        answer = self.engine.answerer.answer(question, self.cancelled)
+        question.step_id = self.step.id
+        self.runner.emit(QuestionAsked(self.step.id, question))
+        answer = self.runner.answerer.answer(question, self.cancelled)
         self.check_cancelled()
-        if not question.details.get("secret"):
+        if not question.secret:
             self.state.set_answer(question.id, answer)
         return answer
 
-    def set_artifact(self, key: str, value: Any, *, coalesce: bool = False) -> None:
-        self.state.set_artifact(self.step.id, key, value, coalesce=coalesce)
-
-    def artifact(self, key: str, default: Any = None, *, step: str | None = None) -> Any:
-        return self.state.artifact(step or self.step.id, key, default)
+    # --- time --------------------------------------------------------------------------------
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -115,7 +170,12 @@ class Step:
     id: str = ""
     title: str = ""
     phase: str = ""
-    needs: tuple[str, ...] = ()
+    publishes: tuple[type[Record], ...] = ()
+    reads_records: tuple[type[Record], ...] = ()
+
+    def reads(self, config: Config) -> tuple[type[Record], ...]:
+        """The records this step needs; override when they depend on the config."""
+        return self.reads_records
 
     def check(self, ctx: StepContext) -> str | None:
         """Return why the world already holds this step's result (then it is skipped), else None."""
@@ -133,7 +193,7 @@ class _Outcome:
     exit_code: int = EXIT_OK
 
 
-class Engine:
+class Runner:
     def __init__(
         self,
         steps: Iterable[Step],
@@ -154,12 +214,28 @@ class Engine:
         self._emit = emit
         self.cancelled = threading.Event()
         self.stop_grace_s = stop_grace_s
+        self.fatal: LeviathanError | None = None
         self._finished: list[_Outcome] = []
         self._cv = threading.Condition()
+        self._publishers: dict[type[Record], str] = {}
         for step in self.steps:
-            for need in step.needs:
-                if need not in self.by_id:
-                    raise ValueError(f"step {step.id} needs unknown step {need}")
+            for cls in step.publishes:
+                self._publishers[cls] = step.id
+        self.needs: dict[str, tuple[str, ...]] = {}
+        for step in self.steps:
+            needs: list[str] = []
+            for cls in step.reads(config):
+                owner = self._publishers.get(cls)
+                if owner is None:
+                    raise ValueError(
+                        f"step {step.id} reads {cls.__name__}, which no step publishes"
+                    )
+                if owner != step.id and owner not in needs:
+                    needs.append(owner)
+            self.needs[step.id] = tuple(needs)
+
+    def publisher_of(self, cls: type[Record]) -> str:
+        return self._publishers.get(cls, "?")
 
     def emit(self, event: Event) -> None:
         try:
@@ -178,9 +254,13 @@ class Engine:
         return seen
 
     def select(self, only: Iterable[str] | None) -> list[Step]:
-        if not only:
+        if only is None:
             return list(self.steps)
-        wanted = {p.strip() for p in only if p.strip()}
+        wanted = {p.strip() for p in only}
+        if not wanted or "" in wanted:
+            raise UsageError(
+                "--only: empty phase name", f"name phases from: {', '.join(self.phases)}"
+            )
         unknown = wanted - set(self.phases)
         if unknown:
             raise UsageError(
@@ -192,8 +272,8 @@ class Engine:
             {
                 n
                 for s in chosen
-                for n in s.needs
-                if n not in chosen_ids and self.state.status(n) not in ("done", "skipped")
+                for n in self.needs[s.id]
+                if n not in chosen_ids and self.state.status(n) not in FINISHED_OK
             }
         )
         if missing:
@@ -210,42 +290,50 @@ class Engine:
         with self._cv:
             self._cv.notify_all()
 
+    def _save_status(self, step_id: str, status: str, **kw: Any) -> None:
+        try:
+            self.state.set_status(step_id, status, **kw)
+        except StateWriteError as err:
+            self._fail_run(err)
+
+    def _fail_run(self, err: LeviathanError) -> None:
+        if self.fatal is None:
+            self.fatal = err
+        self.cancel()
+
     def run(self, only: Iterable[str] | None = None) -> int:
         selected = self.select(only)
         selected_ids = {s.id for s in selected}
         for step in selected:
             if self.state.status(step.id) == "running":  # left over from a killed run
-                self.state.set_status(step.id, "pending", error="interrupted")
+                self._save_status(step.id, "interrupted")
         started: set[str] = set()
         finished: dict[str, str] = {}
         threads: dict[str, threading.Thread] = {}
         exit_code = EXIT_OK
-        reported_blocked: set[str] = set()
 
         def satisfied(need: str) -> bool:
             if need in selected_ids:
-                return finished.get(need) in ("done", "skipped")
-            return self.state.status(need) in ("done", "skipped")
+                return finished.get(need) in FINISHED_OK
+            return self.state.status(need) in FINISHED_OK
+
+        def block(step: Step, waiting: tuple[str, ...]) -> None:
+            started.add(step.id)
+            finished[step.id] = "blocked"
+            self.emit(StepBlocked(step.id, waiting))
 
         while True:
             if not self.cancelled.is_set():
                 for step in selected:
                     if step.id in started:
                         continue
-                    if any(
-                        finished.get(n) == "failed" or finished.get(n) == "blocked"
-                        for n in step.needs
-                    ):
-                        started.add(step.id)
-                        finished[step.id] = "blocked"
-                        waiting = tuple(
-                            n for n in step.needs if finished.get(n) in ("failed", "blocked")
-                        )
-                        if step.id not in reported_blocked:
-                            reported_blocked.add(step.id)
-                            self.emit(StepBlocked(step.id, waiting))
+                    failed_needs = tuple(
+                        n for n in self.needs[step.id] if finished.get(n) in ("failed", "blocked")
+                    )
+                    if failed_needs:
+                        block(step, failed_needs)
                         continue
-                    if all(satisfied(n) for n in step.needs):
+                    if all(satisfied(n) for n in self.needs[step.id]):
                         started.add(step.id)
                         thread = threading.Thread(
                             target=self._run_step, args=(step,), name=f"step-{step.id}", daemon=True
@@ -254,7 +342,7 @@ class Engine:
                         thread.start()
             with self._cv:
                 while not self._finished and not self.cancelled.is_set():
-                    if not any(t.is_alive() for t in threads.values()) and not self._finished:
+                    if not any(t.is_alive() for t in threads.values()):
                         break
                     self._cv.wait(0.5)
                 outcomes, self._finished = self._finished, []
@@ -268,22 +356,12 @@ class Engine:
             if self.cancelled.is_set():
                 break
             running = [sid for sid, t in threads.items() if t.is_alive()]
-            if not running and not outcomes and all(s.id in started for s in selected):
-                break
             if not running and not outcomes:
-                # nothing runs and nothing can start: needs outside the run are missing
-                pending = [s.id for s in selected if s.id not in started]
-                if pending:
-                    for sid in pending:
-                        started.add(sid)
-                        finished[sid] = "blocked"
-                        self.emit(
-                            StepBlocked(
-                                sid, tuple(n for n in self.by_id[sid].needs if not satisfied(n))
-                            )
-                        )
-                    if exit_code == EXIT_OK:
-                        exit_code = EXIT_STEP_FAILED
+                pending = [s for s in selected if s.id not in started]
+                for step in pending:  # nothing runs and nothing can start: needs outside the run
+                    block(step, tuple(n for n in self.needs[step.id] if not satisfied(n)))
+                if pending and exit_code == EXIT_OK:
+                    exit_code = EXIT_STEP_FAILED
                 break
 
         if self.cancelled.is_set():
@@ -292,10 +370,20 @@ class Engine:
                 thread.join(max(0.0, deadline - time.monotonic()))
             for step in selected:
                 if self.state.status(step.id) == "running":
-                    self.state.set_status(step.id, "pending", error="interrupted")
+                    self._save_status(step.id, "interrupted")
             if exit_code != EXIT_UNANSWERED:
                 exit_code = EXIT_INTERRUPTED
-        self.state.flush()
+        try:
+            self.state.flush()
+        except StateWriteError as err:
+            self.fatal = self.fatal or err
+        if self.fatal is not None:
+            exit_code = self.fatal.exit_code
+            message = f"stopped: {self.fatal.message}"
+            if self.fatal.hint:
+                message += f" — {self.fatal.hint}"
+            self.emit(RunFinished("", exit_code, message))
+            return exit_code
         if exit_code == EXIT_OK and any(v == "blocked" for v in finished.values()):
             exit_code = EXIT_STEP_FAILED
         self.emit(RunFinished("", exit_code, _finish_message(exit_code, finished)))
@@ -319,16 +407,23 @@ class Engine:
                 self.emit(StepDone(step.id, summary))
                 outcome = _Outcome(step.id, "done")
         except Cancelled:
-            self.state.set_status(step.id, "pending", error="interrupted")
+            self._save_status(step.id, "interrupted")
+            self.emit(StepInterrupted(step.id))
             outcome = _Outcome(step.id, "interrupted", EXIT_INTERRUPTED)
+        except StateWriteError as err:
+            self._fail_run(
+                StateWriteError(err.message, "free space in the state directory, then run again")
+            )
+            self.emit(StepFailed(step.id, err.message, "free space in the state directory"))
+            outcome = _Outcome(step.id, "failed", EXIT_STEP_FAILED)
         except LeviathanError as err:
-            self.state.set_status(step.id, "failed", error=err.message)
+            self._save_status(step.id, "failed", error=err.message)
             self.emit(StepFailed(step.id, err.message, err.hint))
             outcome = _Outcome(step.id, "failed", err.exit_code)
         except Exception as err:  # noqa: BLE001 - every failure becomes a message, never a traceback
             log.error("step %s crashed:\n%s", step.id, traceback.format_exc())
             message = f"{type(err).__name__}: {err}"
-            self.state.set_status(step.id, "failed", error=message)
+            self._save_status(step.id, "failed", error=message)
             self.emit(
                 StepFailed(
                     step.id,

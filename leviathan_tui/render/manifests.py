@@ -11,18 +11,9 @@ import yaml
 
 from leviathan_tui.assets import read_asset
 from leviathan_tui.config import Config
-from leviathan_tui.engines import CONFIG_MOUNT, GGUF_MOUNT, EngineSpec, engine_spec
+from leviathan_tui.inference import CONFIG_MOUNT, GGUF_MOUNT, EngineSpec, engine_spec
 
 AGENT_CONFIGMAP = "leviathan-agent"
-AGENT_MODULES = (
-    "__init__.py",
-    "_emit.py",
-    "probe.py",
-    "disk.py",
-    "fetch.py",
-    "hostcheck.py",
-    "lsblk.py",
-)
 LABEL_MANAGED = {"app.kubernetes.io/managed-by": "leviathan"}
 
 
@@ -42,12 +33,12 @@ def namespace(config: Config) -> dict[str, Any]:
 
 @functools.cache
 def _agent_sources() -> tuple[tuple[str, str], ...]:
+    """Every module of the agent package: it ships whole, alone, in the ConfigMap."""
     agent_pkg = files("leviathan_tui.agent")
     sources = [("leviathan_tui.__init__.py", "")]
-    for module in AGENT_MODULES:
-        sources.append(
-            (f"leviathan_tui.agent.{module}", (agent_pkg / module).read_text(encoding="utf-8"))
-        )
+    for entry in sorted(agent_pkg.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            sources.append((f"leviathan_tui.agent.{entry.name}", entry.read_text(encoding="utf-8")))
     return tuple(sources)
 
 
@@ -187,79 +178,3 @@ def service(config: Config) -> dict[str, Any]:
     port["port"] = d.service_port
     port["nodePort"] = d.node_port
     return svc
-
-
-# --- Talos machine-config patches -----------------------------------------------------------
-
-
-def parse_talos_version(os_image: str) -> tuple[int, int] | None:
-    """'Talos (v1.9.5)' -> (1, 9)."""
-    import re
-
-    match = re.search(r"v?(\d+)\.(\d+)", os_image or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def talos_storage_patch(
-    config: Config, talos_version: tuple[int, int] | None, serial: str | None = None
-) -> tuple[str, str]:
-    """(explanation, patch YAML) that keeps the data disk mounted across reboots."""
-    if talos_version is not None and talos_version >= (1, 10):
-        doc = yaml.safe_load(read_asset("talos", "uservolume.yaml"))
-        mount_name = config.storage.host_mount.rstrip("/").rsplit("/", 1)[-1]
-        doc["name"] = mount_name
-        doc["provisioning"]["diskSelector"]["match"] = (
-            f'disk.serial == "{serial}"' if serial else '!system_disk && disk.transport == "nvme"'
-        )
-        why = (
-            f"Talos {talos_version[0]}.{talos_version[1]}: a mount made from a pod does not survive a reboot. "
-            f"A UserVolumeConfig makes Talos mount the disk at /var/mnt/{mount_name} on every boot "
-            "(Talos provisions the volume itself)."
-        )
-        return why, dump(doc)
-    doc = yaml.safe_load(read_asset("talos", "extramounts.yaml"))
-    mount = doc["machine"]["kubelet"]["extraMounts"][0]
-    parent = config.storage.host_mount.rstrip("/").rsplit("/", 1)[0] or "/"
-    mount["destination"] = parent
-    mount["source"] = parent
-    version = (
-        f"{talos_version[0]}.{talos_version[1]}"
-        if talos_version
-        else "unknown version (assuming <= 1.9)"
-    )
-    why = (
-        f"Talos {version}: Bidirectional mount propagation needs the kubelet to see {parent} "
-        "as an rshared bind mount (machine.kubelet.extraMounts)."
-    )
-    return why, dump(doc)
-
-
-def talos_registry_patch(config: Config) -> str:
-    doc = yaml.safe_load(read_asset("talos", "registry-mirror.yaml"))
-    address = config.registry.address
-    doc["machine"]["registries"]["mirrors"] = {
-        address: {"endpoints": [f"{config.registry.scheme}://{address}"]}
-    }
-    return dump(doc)
-
-
-def render_all(config: Config, *, digest: str | None = None) -> dict[str, str]:
-    """Every file `leviathan render` writes: exactly what would be applied or uploaded."""
-    from leviathan_tui.phases.build import dockerfile_text
-
-    cm = agent_configmap(config)
-    out = {
-        "namespace.yaml": dump(namespace(config)),
-        "leviathan-agent-configmap.yaml": dump(cm),
-        "sysadmin-logistics.yaml": dump(agent_pod(config, "sysadmin-logistics", "probe", [])),
-        "leviathan-host-check.yaml": dump(host_check_pod(config, ".leviathan-marker")),
-        "leviathan-deploy.yaml": dump(deployment(config, spec=engine_spec(config, digest=digest))),
-        "leviathan-service.yaml": dump(service(config)),
-        "Dockerfile.leviathan": dockerfile_text(config),
-    }
-    why_old, patch_old = talos_storage_patch(config, (1, 9))
-    why_new, patch_new = talos_storage_patch(config, (1, 10))
-    out["talos-storage-patch-1.9.yaml"] = f"# {why_old}\n{patch_old}"
-    out["talos-storage-patch-1.10.yaml"] = f"# {why_new}\n{patch_new}"
-    out["talos-registry-patch.yaml"] = talos_registry_patch(config)
-    return out

@@ -1,0 +1,285 @@
+"""What each CLI command does, once its arguments are parsed (cli.py only parses)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from leviathan_tui.errors import LeviathanError, UsageError
+
+MAX_DRY_RUN_SPEED = 1000.0
+
+
+def state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir:
+        base = args.state_dir.expanduser()
+    else:
+        from platformdirs import user_state_dir
+
+        base = Path(user_state_dir("leviathan", appauthor=False))
+    return base / "dry-run" if args.dry_run else base
+
+
+def setup_logging(directory: Path) -> None:
+    import logging
+
+    try:
+        handler = logging.FileHandler(directory / "leviathan.log", encoding="utf-8")
+    except OSError as err:
+        raise UsageError(
+            f"cannot write {directory / 'leviathan.log'}: {err.strerror or err}",
+            "pass a writable --state-dir",
+        ) from None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("leviathan")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def dry_run_speed() -> float:
+    raw = os.environ.get("LEVIATHAN_DRY_RUN_SPEED", "1")
+    try:
+        speed = float(raw)
+    except ValueError:
+        speed = math.nan
+    if not math.isfinite(speed) or not 0 < speed <= MAX_DRY_RUN_SPEED:
+        raise UsageError(
+            f"LEVIATHAN_DRY_RUN_SPEED={raw!r}: must be a number above 0 and at most {MAX_DRY_RUN_SPEED:g}",
+            "1 is real time as the dry run scales it; 10 is ten times faster",
+        )
+    return speed
+
+
+def load_settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(config, replay file or None) — both validated before anything is touched."""
+    from leviathan_tui.config import load_config
+    from leviathan_tui.replay import ReplayFile
+
+    replay_path = getattr(args, "replay", None)
+    replay = ReplayFile.load(replay_path) if replay_path else None
+    base, base_source = None, "config"
+    if replay is not None:
+        base, base_source = replay.config, f"{replay_path}: config"
+    elif args.config is None:
+        saved = state_dir(args) / "replay.yaml"
+        if saved.is_file():
+            try:
+                base = ReplayFile.load(saved).config
+                base_source = f"{saved}: config"
+            except LeviathanError:
+                base = None
+    return load_config(args.config, base, base_source), replay
+
+
+def load_machine(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.machine:
+        return None
+    if not args.dry_run:
+        raise UsageError("--machine only makes sense with --dry-run")
+    from leviathan_tui.agent.lsblk import parse_lsblk
+    from leviathan_tui.bounded_input import load_json_file
+
+    data = load_json_file(args.machine, "--machine file")
+    try:
+        parse_lsblk(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(
+            f"{args.machine}: not `lsblk -J -b` output: {err}",
+            "produce it with: lsblk -J -b -o NAME,PATH,SIZE,TYPE,MODEL,SERIAL,FSTYPE,LABEL,MOUNTPOINTS,ROTA,TRAN",
+        ) from None
+    return data
+
+
+def parse_only(args: argparse.Namespace) -> list[str] | None:
+    from leviathan_tui.phases import PHASES
+
+    if args.only is None:
+        return None
+    only = [p.strip() for p in args.only.split(",")]
+    if not all(only):
+        raise UsageError(
+            f"--only {args.only!r}: empty phase name", f"name phases from: {', '.join(PHASES)}"
+        )
+    unknown = [p for p in only if p not in PHASES]
+    if unknown:
+        raise UsageError(
+            f"--only: unknown phase {', '.join(unknown)}; phases are {', '.join(PHASES)}"
+        )
+    return only
+
+
+def make_backends(args: argparse.Namespace, config: Any, directory: Path, on_retry: Any) -> Any:
+    if args.dry_run:
+        from leviathan_tui.dryrun import dry_backends
+
+        return dry_backends(config, directory, load_machine(args), speed=dry_run_speed())
+    from leviathan_tui.backends import real_backends
+
+    return real_backends(config, on_retry=on_retry)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import queue
+
+    from leviathan_tui.events import LogLine
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.runner import Runner
+    from leviathan_tui.state import SessionLock, State, check_directory
+
+    config, replay = load_settings(args)
+    only = parse_only(args)
+    if args.dry_run:
+        dry_run_speed()
+        load_machine(args)
+    elif args.machine:
+        raise UsageError("--machine only makes sense with --dry-run")
+    directory = state_dir(args)
+    check_directory(directory)
+    lock = SessionLock(directory)
+    lock.acquire()
+    backends = None
+    try:
+        setup_logging(directory)
+        state = State.load(directory)
+        for notice in state.notices:
+            sys.stderr.write(f"leviathan: {notice}\n")
+        events: queue.Queue[Any] = queue.Queue()
+        backends = make_backends(
+            args, config, directory, lambda msg: events.put(LogLine("", msg, "warn"))
+        )
+        if replay is not None:
+            from leviathan_tui.headless import run_headless
+            from leviathan_tui.replay import ReplayAnswerer
+
+            runner = Runner(
+                all_steps(),
+                config=config,
+                state=state,
+                backends=backends,
+                answerer=ReplayAnswerer(replay),
+                emit=events.put,
+            )
+            runner.select(only)  # validates --only before anything runs
+            for line in backends.actions[:1] if args.dry_run else []:
+                sys.stderr.write(f"leviathan: {line}\n")
+            return run_headless(runner, events, only)
+        from leviathan_tui.app import run_app
+
+        return run_app(
+            config=config,
+            state=state,
+            backends=backends,
+            only=only,
+            directory=directory,
+            dry_run=args.dry_run,
+        )
+    finally:
+        if backends is not None:
+            backends.close()
+        lock.release()
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from leviathan_tui.records import ImageRef
+    from leviathan_tui.render.bundle import render_all
+    from leviathan_tui.state import State, StateWriteError, atomic_write
+
+    config, _ = load_settings(args)
+    directory = state_dir(args)
+    state = State.load(directory, read_only=True)
+    image = state.get(ImageRef)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot create it: {err.strerror or err}") from None
+    files = render_all(config, digest=image.digest if image else None)
+    for name, text in files.items():
+        target = out / name
+        if target.is_dir():
+            raise UsageError(f"{target}: is a directory; remove it or choose another --out")
+        try:
+            atomic_write(target, text.encode("utf-8"))
+        except StateWriteError as err:
+            raise LeviathanError(err.message, "free space there or choose another --out") from None
+        print(target)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.state import STATE_FILE, State
+
+    directory = state_dir(args)
+    if not (directory / STATE_FILE).exists():
+        print(f"no saved session in {directory}")
+        return 0
+    state = State.load(directory, read_only=True)
+    for notice in state.notices:
+        sys.stderr.write(f"leviathan: {notice}\n")
+    print(f"session in {directory} (started {state.created_at}, updated {state.updated_at})")
+    for step in all_steps():
+        rec = state.steps.get(step.id)
+        status = rec.status if rec else "pending"
+        detail = (rec.summary or rec.error or "") if rec else ""
+        print(f"  {step.id:<22} {status:<11} {detail}")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from leviathan_tui.state import STATE_FILE, SessionLock, State
+
+    directory = state_dir(args)
+    if not (directory / STATE_FILE).exists():
+        print(f"no saved session in {directory}")
+        return 0
+    what = (
+        "the recorded data disk (the next run asks for the disk again)"
+        if args.disk
+        else "the session"
+    )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("reset asks for confirmation; pass --yes when running from a script")
+        answer = input(f"Forget {what} in {directory}? Nothing on the cluster changes. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("kept")
+            return 0
+    with SessionLock(directory):
+        state = State.load(directory)
+        if args.disk:
+            forget_disk(state)
+        else:
+            state.reset()
+    print(f"forgot {what} in {directory}")
+    return 0
+
+
+def forget_disk(state: Any) -> None:
+    """Forget the data disk and what was proven on it; the files on the disks stay."""
+    from leviathan_tui.records import DataDisk, ModelFiles, MountProof
+
+    for cls in (DataDisk, MountProof, ModelFiles):
+        state.drop(cls)
+    for step_id in ("storage.format", "storage.verify_host", "download.fetch"):
+        if step_id in state.steps:
+            state.set_status(step_id, "pending")
+    for key in ("storage.device", "storage.device_serial", "storage.device_size"):
+        state.forget_answer(key)
+    replay = state.directory / "replay.yaml"
+    if replay.is_file():
+        from leviathan_tui.replay import ReplayFile
+
+        try:
+            recorded = ReplayFile.load(replay)
+        except LeviathanError:
+            return
+        for key in ("storage.device", "storage.device_serial", "storage.device_size"):
+            recorded.answers.pop(key, None)
+        recorded.save(replay)

@@ -1,0 +1,59 @@
+"""The shell a detached job on the build host runs: one place, used by the SSH backend's caller
+and the dry-run build host alike (which runs these very scripts in its own directory).
+
+A job lives in a directory: `<name>.sh` runs the command with output in `<name>.log`, its PID in
+`<name>.pid`, and, when it ends, its exit code in `<name>.exit` (written by rename, so a reader
+never sees half a number).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+
+def job_script(name: str, command: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        'cd "$(dirname "$0")"\n'
+        f"echo $$ > {name}.pid\n"
+        f"rm -f {name}.exit\n"
+        f"( {command} ) > {name}.log 2>&1\n"
+        f"echo $? > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit\n"
+    )
+
+
+def mkdir_command(directory: str) -> str:
+    return f"mkdir -p {shlex.quote(directory)}"
+
+
+def start_command(directory: str, name: str) -> str:
+    """Starts the job detached; its PID file exists when this returns, so a status right after
+    never mistakes a starting job for an absent one."""
+    d = shlex.quote(directory)
+    return (
+        f"cd {d} && rm -f {name}.exit && if [ -f {name}.log ]; then mv {name}.log {name}.log.prev; fi && "
+        f"{{ setsid nohup sh {name}.sh > /dev/null 2>&1 < /dev/null & echo $! > {name}.pid; }} && echo started"
+    )
+
+
+def status_command(directory: str, name: str) -> str:
+    """Prints `done CODE`, `running` or `absent`."""
+    d = shlex.quote(directory)
+    return (
+        f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
+        f"if [ -f {name}.exit ]; then echo done $(cat {name}.exit); "
+        f"elif [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then echo running; "
+        f"else echo absent; fi"
+    )
+
+
+def stop_command(directory: str, name: str) -> str:
+    """Stops a running job (its whole process group) and records exit 143."""
+    d = shlex.quote(directory)
+    return (
+        f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
+        f"if [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then "
+        f"kill -TERM -- -$(cat {name}.pid) 2>/dev/null || kill -TERM $(cat {name}.pid); "
+        f"echo 143 > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit; echo stopped; "
+        f"else echo absent; fi"
+    )
