@@ -16,9 +16,9 @@ import yaml
 
 from leviathan_tui.backends.http import HttpBackend
 from leviathan_tui.config import Config
-from leviathan_tui.engines import engine_spec
 from leviathan_tui.estimate import read_local_header
 from leviathan_tui.health import check_health
+from leviathan_tui.inference import engine_spec
 from tests.conftest import leviathan_cmd, run_env
 from tests.support.deepseek_gguf import SHARDS, ShardedModel, quantized_types
 from tests.support.llama_cpp import BUILD_TIMEOUT_S, LlamaServer

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from leviathan_tui.config import Config
-from leviathan_tui.engines import CONFIG_MOUNT, GGUF_MOUNT, engine_spec
-from leviathan_tui.manifests import deployment
+from leviathan_tui.inference import CONFIG_MOUNT, GGUF_MOUNT, engine_spec
+from leviathan_tui.render.manifests import deployment
 from tests.support.deepseek_gguf import ShardedModel, TinyDeepSeekV3, make_sharded_model
 
 ROOT = Path(__file__).resolve().parents[2]
