@@ -3,6 +3,13 @@
 The header is parsed from its first bytes (a local file or a Range request to the Hub), so a
 404 GB model is sized by reading a few MiB. Expert tensors (`*_exps`) go to system RAM for
 KTransformers and llama.cpp --cpu-moe; the rest plus the KV cache go to VRAM.
+
+The KV cache is sized from the header's attention geometry. With multi-head latent attention
+(DeepSeek-V2/V3: `<arch>.attention.kv_lora_rank` present) each layer caches one row of
+kv_lora_rank + rope dimensions per token and no separate V (llama.cpp b11434
+`src/llama-kv-cache.cpp`: `has_v = !is_mla`, K rows of key_length x head_count_kv = 576 x 1;
+KTransformers sizes it as cache_lens x 2 x 576 x 61 for DeepSeek-V3); otherwise K and V rows
+of head_count_kv x key/value length per layer. Elements are f16 (both engines' default).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 GGUF_MAGIC = b"GGUF"
-KV_BYTES_PER_TOKEN_DEEPSEEK = 2 * 576 * 61  # KTransformers: cache_lens x 2 x 576 x 61 bytes
+KV_BYTES_PER_ELEMENT = 2  # f16 cache
 
 
 class NeedMore(Exception):
@@ -21,6 +28,10 @@ class NeedMore(Exception):
 
 class NotGguf(ValueError):
     pass
+
+
+class NoAttentionGeometry(ValueError):
+    """The header does not say enough about attention to size the KV cache."""
 
 
 @dataclass(frozen=True)
@@ -180,13 +191,41 @@ class MemoryEstimate:
         )
 
 
+def kv_bytes_per_token(
+    headers: list[GgufHeader], bytes_per_element: int = KV_BYTES_PER_ELEMENT
+) -> int:
+    """KV-cache bytes one token takes across all layers, from the attention geometry in the header
+    (the first shard of a split model holds the metadata)."""
+    meta = next((h.metadata for h in headers if "general.architecture" in h.metadata), None)
+    if meta is None:
+        raise NoAttentionGeometry("no shard carries general.architecture")
+    arch = meta["general.architecture"]
+
+    def key(name: str) -> int | None:
+        value = meta.get(f"{arch}.{name}")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    layers = key("block_count")
+    if not layers:
+        raise NoAttentionGeometry(f"{arch}.block_count is missing")
+    kv_lora_rank = key("attention.kv_lora_rank")
+    if kv_lora_rank:  # latent attention: the compressed latent plus the shared rope key
+        return layers * (kv_lora_rank + (key("rope.dimension_count") or 0)) * bytes_per_element
+    heads, embd = key("attention.head_count"), key("embedding_length")
+    if not heads or not embd:
+        raise NoAttentionGeometry(f"{arch}.attention.head_count or embedding_length is missing")
+    kv_heads = key("attention.head_count_kv") or heads
+    k_len = key("attention.key_length") or embd // heads
+    v_len = key("attention.value_length") or embd // heads
+    return layers * kv_heads * (k_len + v_len) * bytes_per_element
+
+
 def estimate(
     headers: list[GgufHeader],
     *,
     cache_lens: int,
     experts_in_ram: bool,
     overhead_bytes: int,
-    kv_bytes_per_token: int = KV_BYTES_PER_TOKEN_DEEPSEEK,
 ) -> MemoryEstimate:
     expert = dense = 0
     for header in headers:
@@ -195,6 +234,5 @@ def estimate(
                 expert += tensor.nbytes
             else:
                 dense += tensor.nbytes
-    return MemoryEstimate(
-        expert, dense, cache_lens * kv_bytes_per_token, overhead_bytes, experts_in_ram
-    )
+    kv = cache_lens * kv_bytes_per_token(headers)
+    return MemoryEstimate(expert, dense, kv, overhead_bytes, experts_in_ram)

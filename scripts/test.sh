@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(openssh-server docker-registry buildah xfsprogs util-linux)
+debian_packages=(openssh-server docker-registry buildah xfsprogs util-linux cmake g++ make)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${debian_packages[@]}"; do
@@ -22,6 +22,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   mkdir -p /run/sshd
   # the services above are required, not optional: a missing one fails the suite instead of skipping it
   export LEVIATHAN_TESTS_REQUIRE_SERVICES=1
+fi
+# llama.cpp for the tests against the real llama-server: built once per pinned version, then reused
+if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ]; then
+  LEVIATHAN_LLAMA_CPP_BIN="$(bash scripts/llama_cpp.sh | tail -n 1)"
+  export LEVIATHAN_LLAMA_CPP_BIN
 fi
 
 venv="${LEVIATHAN_TEST_VENV:-$PWD/.venv-test}"

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.llama_cpp import (  # noqa: F401  (fixtures for the real llama.cpp)
+    deepseek_v3_shards,
+    llama_cpp_bin,
+    rendered_llama_server,
+)
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("mkfs.xfs") is None,
     reason="needs root, losetup and mkfs.xfs",

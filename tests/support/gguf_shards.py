@@ -31,6 +31,11 @@ def write_shards(
         writer.add_uint16("split.count", count)
         writer.add_int32("split.tensors.count", 2 * count)
         writer.add_block_count(61)
+        if index == 0:  # split GGUFs carry the model's metadata in the first shard only
+            writer.add_embedding_length(7168)
+            writer.add_head_count(128)
+            writer.add_kv_lora_rank(512)
+            writer.add_rope_dimension_count(64)
         experts = rng.standard_normal(floats * 3 // 4, dtype=np.float32)
         dense = rng.standard_normal(floats // 4, dtype=np.float32)
         writer.add_tensor(f"blk.{index}.ffn_down_exps.weight", experts)

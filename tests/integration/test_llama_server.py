@@ -1,0 +1,101 @@
+"""The real llama-server (llama.cpp b11434, CPU build) serving a DeepSeek-V3-shaped Q4_K_M model
+split into three Hub-named shards, started with exactly the container command and arguments
+Leviathan renders for `deploy.engine: llamacpp` (only the mount paths, host and port mapped),
+then checked by Leviathan's own health check and `leviathan health`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from leviathan_tui.backends.http import HttpBackend
+from leviathan_tui.config import Config
+from leviathan_tui.estimate import read_local_header
+from leviathan_tui.health import check_health
+from leviathan_tui.inference import engine_spec
+from tests.conftest import leviathan_cmd, run_env
+from tests.support.deepseek_gguf import SHARDS, ShardedModel, quantized_types
+from tests.support.llama_cpp import BUILD_TIMEOUT_S, LlamaServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 900)]
+
+LOAD_TIMEOUT_S = 300.0
+
+
+def test_shards_are_real_q4_k_m_named_like_the_hub(deepseek_v3_shards: ShardedModel) -> None:
+    names = [p.name for p in deepseek_v3_shards.shards]
+    assert names == [f"DeepSeek-V3-Q4_K_M-{i:05d}-of-{SHARDS:05d}.gguf" for i in (1, 2, 3)]
+    assert deepseek_v3_shards.folder.name == "DeepSeek-V3-Q4_K_M"
+    assert {"Q4_K", "Q6_K"} <= quantized_types(deepseek_v3_shards.shards)
+    total = sum(p.stat().st_size for p in deepseek_v3_shards.shards)
+    assert 5e6 < total < 50e6
+
+
+def test_rendered_llama_server_loads_the_shards_and_passes_health(
+    rendered_llama_server: tuple[Config, LlamaServer],
+    deepseek_v3_shards: ShardedModel,
+    tmp_path: Path,
+) -> None:
+    config, server = rendered_llama_server
+    assert "--cpu-moe" in server.argv and server.argv[server.argv.index("-m") + 1].endswith(
+        "DeepSeek-V3-Q4_K_M-00001-of-00003.gguf"
+    )
+    spec = engine_spec(config)
+    attempts: list[str] = []
+    result = check_health(
+        HttpBackend(),
+        server.url,
+        paths=spec.health_paths,
+        timeout_s=LOAD_TIMEOUT_S,
+        model_name=config.deploy.model_name,
+        on_attempt=attempts.append,
+        cancelled=threading.Event(),
+        poll_s=0.5,
+    )
+    assert result.liveness_path == "/health"
+    assert attempts[-1] == "/health answers; sending one chat completion to model DeepSeek-V3"
+    assert result.model == config.deploy.model_name  # --alias is what /v1/models reports
+    assert result.reply.strip()
+    assert 0 < result.ttft_s <= result.total_s
+
+    with urllib.request.urlopen(server.url + "/v1/models", timeout=10) as response:
+        models = json.load(response)
+    assert [m["id"] for m in models["data"]] == [config.deploy.model_name]
+    meta = models["data"][0]["meta"]
+    # every tensor of all three shards is in the loaded model, not just the first shard's
+    shard_tensor_bytes = sum(
+        t.nbytes for p in deepseek_v3_shards.shards for t in read_local_header(str(p)).tensors
+    )
+    assert meta["size"] == shard_tensor_bytes
+    assert meta["ftype"] == "Q4_K - Medium" and meta["n_embd"] == 512
+    # --ctx-size is shared by the --parallel slots
+    assert meta["n_ctx"] == config.deploy.cache_lens // config.deploy.max_batch_size
+
+    config_file = tmp_path / "leviathan.yaml"
+    config_file.write_text(yaml.safe_dump({"deploy": {"engine": "llamacpp"}}))
+    cli = subprocess.run(
+        leviathan_cmd()
+        + [
+            "--config",
+            str(config_file),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "health",
+            "--url",
+            server.url,
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        env=run_env(),
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert cli.stdout.startswith(f"HEALTHY {server.url} (/health); model DeepSeek-V3")
