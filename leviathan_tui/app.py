@@ -1,23 +1,29 @@
-"""The interactive front-end (Textual). The engine runs in a worker thread started by the App;
-its events arrive as messages; questions are answered on screens and recorded in replay.yaml."""
+"""The interactive front-end (Textual).
+
+The plan comes first (read-only); Start runs the steps in a worker thread started by the App.
+Their events arrive as messages and are dispatched on their types; questions are answered on
+screens and recorded in replay.yaml. Esc goes back (confirmation -> disk list -> plan); only Quit
+ends the session, and it says what keeps running."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.containers import Vertical as Pane
 from textual.message import Message
-from textual.widgets import ContentSwitcher, Footer, Header, Static
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, Header, OptionList, Static
 
 from leviathan_tui.config import Config
-from leviathan_tui.errors import EXIT_INTERRUPTED, Cancelled
+from leviathan_tui.errors import EXIT_INTERRUPTED, Cancelled, GoBack
 from leviathan_tui.events import (
     Event,
     Explanation,
@@ -39,15 +45,18 @@ from leviathan_tui.events import (
     StepStarted,
 )
 from leviathan_tui.phases import all_steps
-from leviathan_tui.records import DataDisk, Health, ImageRef
+from leviathan_tui.records import DataDisk, Health, ImageRef, NodeFacts
 from leviathan_tui.replay import ReplayFile
-from leviathan_tui.runner import Runner
-from leviathan_tui.screens.confirm import ConfirmFormatScreen
+from leviathan_tui.runner import Runner, Step
+from leviathan_tui.screens.confirm import BACK, ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
-from leviathan_tui.screens.question import QuestionScreen
+from leviathan_tui.screens.plan import PlanScreen
+from leviathan_tui.screens.question import LATER, QuestionScreen
+from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
 from leviathan_tui.screens.summary import SummaryScreen
 from leviathan_tui.state import REPLAY_FILE, State
+from leviathan_tui.units import human_size
 from leviathan_tui.widgets.download_panel import DownloadPanel
 from leviathan_tui.widgets.log_pane import LogPane
 from leviathan_tui.widgets.step_list import StepList
@@ -126,6 +135,8 @@ class TuiAnswerer:
                 if cancelled.is_set():
                     raise Cancelled()
             value = reply[0] if reply else None
+            if value == BACK:
+                raise GoBack()
             if value is None:
                 raise Cancelled()
             if question.check(value) is None:
@@ -145,12 +156,15 @@ class LeviathanApp(App[int]):
     CSS_PATH = "app.tcss"
     BINDINGS = [
         Binding("q", "quit_app", "Quit"),
-        Binding("v", "verify_again", "Verify model files again"),
+        Binding("ctrl+q", "quit_app", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
+        Binding("a", "answer_pending", "Answer the waiting question"),
+        Binding("v", "verify_again", "Verify files"),
+        Binding("question_mark", "toggle_keys", "Keys"),
         *(
             Binding(str(i), f"phase({i})", f"{name}", show=False)
             for i, name in enumerate(PHASE_TABS, 1)
         ),
-        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -162,6 +176,7 @@ class LeviathanApp(App[int]):
         only: list[str] | None,
         directory: Path,
         dry_run: bool,
+        resume_command: str = "leviathan",
     ) -> None:
         super().__init__()
         self.config = config
@@ -170,27 +185,38 @@ class LeviathanApp(App[int]):
         self.only = only
         self.directory = directory
         self.dry_run = dry_run
+        self.resume_command = resume_command
         self.steps = all_steps()
+        self.phase_of = {s.id: s.phase for s in self.steps}
         self.answerer = TuiAnswerer(self, state, directory / REPLAY_FILE, config)
-        self.engine = Runner(
-            self.steps,
-            config=config,
-            state=state,
-            backends=backends,
-            answerer=self.answerer,
-            emit=self._emit,
-        )
+        self.engine = self._runner(self.steps)
         self.exit_code: int | None = None
         self.events_seen: list[str] = []
         self.started_at = time.monotonic()
         self.engine_running = False
-        self._quit_deadline = 0.0
+        self.going_back = False
+        self.quitting = ""
+        self.phase_pinned = False
         self._questions: list[AskOperator] = []
+        self._deferred: list[AskOperator] = []  # put aside with Esc; `a` brings them back
+        self._showing_question = False
+        self.notices: dict[str, str] = {}
+        self.plan_lines: list[Any] = []
         self.download_step = ""
         self.sub_title = (
-            "DRY RUN — nothing is touched"
+            "DRY RUN — nothing real is touched"
             if dry_run
             else f"{config.cluster.node_name} · {config.ssh.host}"
+        )
+
+    def _runner(self, steps: list[Step]) -> Runner:
+        return Runner(
+            steps,
+            config=self.config,
+            state=self.state,
+            backends=self.backends,
+            answerer=self.answerer,
+            emit=self._emit,
         )
 
     # --- layout -----------------------------------------------------------------------------
@@ -199,16 +225,13 @@ class LeviathanApp(App[int]):
         yield Header()
         with Horizontal(id="body"):
             yield StepList(
-                [(s.id, s.title, self.state.status(s.id)) for s in self.steps], id="steps"
+                [(s.id, s.title, self._shown_status(s.id)) for s in self.steps], id="step-list"
             )
             with Vertical(id="main"):
                 yield Static(self._phase_bar("preflight"), id="phase-bar")
                 with ContentSwitcher(initial="pane-preflight", id="phases"):
                     with Pane(id="pane-preflight", classes="pane"):
-                        yield Static(
-                            "Checks the node, the namespace's Pod Security label, and prints the Talos patch.",
-                            id="preflight-info",
-                        )
+                        yield Static("The plan appears here once read.", id="preflight-info")
                     with Pane(id="pane-storage", classes="pane"):
                         yield Static(
                             "Lists the node's disks; you choose one and confirm the format.",
@@ -220,7 +243,7 @@ class LeviathanApp(App[int]):
                         yield Static(
                             "Builds the engine image on the build host over SSH.", id="build-info"
                         )
-                        yield Static("", id="build-elapsed")
+                        yield Static("", id="build-progress")
                         yield Static("", id="build-hint", classes="hint")
                     with Pane(id="pane-deploy", classes="pane"):
                         yield Static(
@@ -233,6 +256,10 @@ class LeviathanApp(App[int]):
                 yield LogPane(save_dir=self.directory, id="log-pane")
         yield Footer()
 
+    def _shown_status(self, step_id: str) -> str:
+        status = self.state.status(step_id)
+        return "interrupted" if status == "running" else status  # a killed run left it so
+
     def on_mount(self) -> None:
         # the main screen's widgets, kept: while a modal is up, query_one would search the modal
         self.step_list = self.query_one(StepList)
@@ -240,28 +267,76 @@ class LeviathanApp(App[int]):
         self.download_panel = self.query_one(DownloadPanel)
         self.phase_switcher = self.query_one(ContentSwitcher)
         self.phase_bar = self.query_one("#phase-bar", Static)
-        self.build_elapsed = self.query_one("#build-elapsed", Static)
         self.panels = {
             name: self.query_one(f"#{name}", Static)
-            for name in ("build-hint", "deploy-pod", "deploy-why", "deploy-health")
+            for name in (
+                "preflight-info",
+                "storage-info",
+                "build-progress",
+                "build-hint",
+                "deploy-pod",
+                "deploy-why",
+                "deploy-health",
+            )
         }
+        for line in self.backends.actions[:1]:
+            self.log_pane.add("leviathan", line)
         if self.state.has_progress:
             summary = [
-                f"{sid}: {rec.status}"
+                f"{sid}: {'interrupted' if rec.status == 'running' else rec.status}"
                 for sid, rec in self.state.iter_steps()
                 if rec.status != "pending"
             ]
             self.push_screen(ResumeScreen(summary, self.state.updated_at), self._after_resume)
         else:
-            self.start_engine()
+            self.show_plan()
 
     def _after_resume(self, choice: str | None) -> None:
+        if choice == "quit":
+            self.exit(0)
+            return
         if choice == "start-over":
             self.state.reset()
             for step in self.steps:
                 self.step_list.set_status(step.id, "pending")
             self.log_pane.add("leviathan", "started over: the saved session was forgotten")
-        self.start_engine()
+        self.show_plan()
+
+    # --- the plan ---------------------------------------------------------------------------
+
+    def show_plan(self) -> None:
+        title = "Plan — nothing has changed yet." + (
+            " DRY RUN: a simulated node, Hub, build host and registry." if self.dry_run else ""
+        )
+        self.plan_screen = PlanScreen(title)
+        self.push_screen(self.plan_screen, self._after_plan)
+        if self.plan_lines:
+            for line in self.plan_lines:
+                self.plan_screen.add_line(line)
+            self.plan_screen.finished()
+        else:
+            self.read_plan()
+
+    @work(thread=True, exit_on_error=False, name="plan")
+    def read_plan(self) -> None:
+        from leviathan_tui.phases.survey import survey
+
+        for line in survey(self.config, self.backends, self.dry_run):
+            self.plan_lines.append(line)
+            self.call_from_thread(self.plan_screen.add_line, line)
+        self.call_from_thread(self._plan_read)
+
+    def _plan_read(self) -> None:
+        self.plan_screen.finished()
+        self.panels["preflight-info"].update(
+            "\n".join(f"{line.topic}: {line.text}" for line in self.plan_lines)
+        )
+
+    def _after_plan(self, choice: str | None) -> None:
+        if choice == "start":
+            self.start_engine()
+        else:
+            self.exit(0)
 
     # --- engine -----------------------------------------------------------------------------
 
@@ -269,8 +344,9 @@ class LeviathanApp(App[int]):
         self.post_message(EngineEvent(event))  # thread-safe
 
     def start_engine(self) -> None:
+        self.going_back = False
+        self.engine = self._runner(self.steps)
         self.engine_running = True
-        self.set_interval(1.0, self._tick)
         self.run_engine()
 
     @work(thread=True, exit_on_error=False, name="engine")
@@ -286,26 +362,10 @@ class LeviathanApp(App[int]):
             return
         from leviathan_tui.phases.download import VerifyAgainStep
 
-        self.engine = Runner(
-            [VerifyAgainStep()],
-            config=self.config,
-            state=self.state,
-            backends=self.backends,
-            answerer=self.answerer,
-            emit=self._emit,
-        )
+        self.engine = self._runner([VerifyAgainStep()])
         self.engine_running = True
         self.show_phase("download")
         self.run_engine()
-
-    def _tick(self) -> None:
-        if self.state.status("build.image") == "running":
-            rec = self.state.steps.get("build.image")
-            self.build_elapsed.update(
-                f"building… {time.monotonic() - self.started_at:.0f} s since the wizard started"
-                if rec
-                else ""
-            )
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
@@ -313,24 +373,32 @@ class LeviathanApp(App[int]):
         steps = self.step_list
         log = self.log_pane
         source = event.step_id or "leviathan"
+        phase = self.phase_of.get(event.step_id, "")
         match event:
             case StepStarted():
                 steps.set_status(event.step_id, "running")
-                self._show_phase(event.step_id)
+                if not self.phase_pinned:
+                    self.show_phase(phase)
                 log.add(source, f"started: {event.title}")
             case StepDone():
                 steps.set_status(event.step_id, "done")
                 log.add(source, f"done: {event.summary}")
+                self._refresh_records()
             case StepSkipped():
                 steps.set_status(event.step_id, "skipped")
                 log.add(source, f"skipped, already done: {event.reason}")
+                self._refresh_records()
             case StepFailed():
                 steps.set_status(event.step_id, "failed")
-                phase = event.step_id.split(".")[0]
-                if phase in ("build", "deploy"):
-                    self.panels["build-hint" if phase == "build" else "deploy-why"].update(
-                        f"✘ {event.error}" + (f"\n→ {event.hint}" if event.hint else "")
-                    )
+                text = f"✘ {event.error}" + (f"\n→ {event.hint}" if event.hint else "")
+                if phase == "build":
+                    self.panels["build-hint"].update(text)
+                elif phase == "deploy":
+                    self.panels["deploy-why"].update(text)
+                elif phase == "download":
+                    self.download_panel.failed(event.error)
+                elif phase == "storage":
+                    self.panels["storage-info"].update(text)
                 log.add(source, f"FAILED: {event.error}", "error")
                 if event.hint:
                     log.add(source, f"fix: {event.hint}", "warn")
@@ -349,23 +417,31 @@ class LeviathanApp(App[int]):
                 )
             case Explanation():
                 log.add(source, f"why: {event.cause} — fix: {event.fix}", "warn")
-                self.panels["deploy-why"].update(f"why: {event.cause}\nfix: {event.fix}")
+                target = "build-hint" if phase == "build" else "deploy-why"
+                self.panels[target].update(f"why: {event.cause}\nfix: {event.fix}")
             case HealthAttempt():
-                self.panels["deploy-health"].update(f"health: {event.text}")
+                self.panels["deploy-health"].update(
+                    f"health: {event.text} ({event.elapsed_s:.0f} of {event.timeout_s:.0f} s)"
+                )
             case FilesPlanned():
                 self.download_step = event.step_id
-                for name, size in event.files:
-                    self.download_panel.file(name, 0, size, "waiting")
+                self.download_panel.plan(event.files)
             case FileProgress():
                 self.download_panel.file(
-                    event.file, event.done, event.total, event.note or event.state
+                    event.file, event.done, event.total, event.state, event.note
                 )
             case Progress():
                 if event.step_id == self.download_step and event.unit == "B":
                     self.download_panel.overall(event.done, event.total)
+                elif phase == "build":
+                    total = f" of {event.total:.0f}" if event.total else ""
+                    self.panels["build-progress"].update(
+                        f"{event.unit} {event.done:.0f}{total}: {event.note}"
+                    )
             case QuestionAsked():
                 steps.set_status(event.step_id, "waiting")
             case Notice():
+                self.notices[event.title] = event.body
                 log.add(
                     source,
                     f"{event.title}" + (f" — saved to {event.filename}" if event.filename else ""),
@@ -374,43 +450,184 @@ class LeviathanApp(App[int]):
                 for line in event.body.splitlines():
                     log.add(source, "  " + line)
             case RunFinished():
-                self.engine_running = False
-                self.exit_code = event.exit_code
-                log.add(
-                    "leviathan",
-                    f"{event.message} (exit {event.exit_code})",
-                    "info" if event.exit_code == 0 else "error",
-                )
-                if (
-                    event.exit_code == 0
-                    and self.state.status("deploy.health") in ("done", "skipped")
-                    and not isinstance(self.screen, SummaryScreen)
-                ):
-                    self.push_screen(SummaryScreen(self.summary_lines()))
+                self._run_finished(event)
+
+    def _run_finished(self, event: RunFinished) -> None:
+        self.engine_running = False
+        self._questions = [m for m in self._questions if not m.done.is_set()][:0]
+        self._deferred.clear()  # the steps that asked have stopped
+        self.exit_code = event.exit_code
+        for step_id, status in list(self.step_list.statuses.items()):
+            if status in ("running", "waiting"):
+                self.step_list.set_status(step_id, "interrupted")
+        self.log_pane.add(
+            "leviathan",
+            f"{event.message} (exit {event.exit_code})",
+            "info" if event.exit_code == 0 else "error",
+        )
+        if self.quitting:
+            self._finish_quit()
+            return
+        if self.going_back:
+            self.show_plan()
+            return
+        if (
+            event.exit_code == 0
+            and self.state.status("deploy.health") in ("done", "skipped")
+            and not isinstance(self.screen, SummaryScreen)
+        ):
+            self.push_screen(SummaryScreen(self.summary_lines()))
+
+    def _refresh_records(self) -> None:
+        disk = self.state.get(DataDisk)
+        if disk is not None:
+            self.panels["storage-info"].update(
+                f"data disk {disk.identity()}\n{human_size(disk.free_bytes)} free at "
+                f"{self.config.storage.host_mount}"
+                + (" (formatted in this session)" if disk.formatted else "")
+            )
+        health = self.state.get(Health)
+        if health is not None:
+            self.panels["deploy-health"].update(
+                f"healthy: {health.base_url} answered “{health.reply}” "
+                f"(first token {health.ttft_s} s)"
+            )
+
+    # --- phases and steps -------------------------------------------------------------------
 
     @staticmethod
     def _phase_bar(current: str) -> str:
-        return "  ".join(
-            f"[reverse] {i} {p} [/reverse]" if p == current else f" {i} {p} "
+        return " ".join(
+            f"[reverse]{i} {p}[/reverse]" if p == current else f"{i} {p}"
             for i, p in enumerate(PHASE_TABS, 1)
         )
 
     def show_phase(self, phase: str) -> None:
-        self.phase_switcher.current = f"pane-{phase}"
-        self.phase_bar.update(self._phase_bar(phase))
+        if phase in PHASE_TABS:
+            self.phase_switcher.current = f"pane-{phase}"
+            self.phase_bar.update(self._phase_bar(phase))
 
     def action_phase(self, number: int) -> None:
+        self.phase_pinned = True
         self.show_phase(PHASE_TABS[number - 1])
 
-    def _show_phase(self, step_id: str) -> None:
-        phase = self.engine.by_id[step_id].phase if step_id in self.engine.by_id else ""
-        if phase in PHASE_TABS:
-            self.show_phase(phase)
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        step_id = str(event.option.id)
+        self.phase_pinned = True
+        self.show_phase(self.phase_of.get(step_id, ""))
+        self.log_pane.show_step(step_id)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # the main screen's actions are not offered over the plan or a dialog
+        if (
+            action in ("answer_pending", "verify_again", "phase")
+            and self.screen is not self.screen_stack[0]
+        ):
+            return False
+        return True
+
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("KeyPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Verify the model files again",
+            "hash every file on the disk again",
+            self.action_verify_again,
+        )
+        yield SystemCommand(
+            "Render the manifests",
+            "write every manifest and the Dockerfile to the state directory",
+            self.render_manifests,
+        )
+        yield SystemCommand(
+            "Save the log", "with timestamps and step ids", self.log_pane.action_save
+        )
+        yield SystemCommand(
+            "Show the Talos patch", "the machine-config patch for this node", self.show_talos_patch
+        )
+        yield SystemCommand(
+            "Check health now", "liveness and one real completion", self.check_health_now
+        )
+
+    def render_manifests(self) -> None:
+        from leviathan_tui.render.bundle import render_all
+        from leviathan_tui.state import atomic_write
+
+        image = self.state.get(ImageRef)
+        out = self.directory / "rendered"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            for name, text in render_all(
+                self.config, digest=image.digest if image else None
+            ).items():
+                atomic_write(out / name, text.encode())
+        except Exception as err:  # noqa: BLE001 - shown, never a crash
+            self.notify(f"cannot render: {err}", severity="error")
+            return
+        self.notify(f"rendered to {out}")
+
+    def show_talos_patch(self) -> None:
+        from leviathan_tui.render.talos import talos_storage_patch
+
+        facts = self.state.get(NodeFacts)
+        disk = self.state.get(DataDisk)
+        why, patch = talos_storage_patch(
+            self.config, facts.talos_version if facts else None, disk.serial if disk else None
+        )
+        self.log_pane.add("leviathan", f"Talos patch: {why}", "warn")
+        for line in patch.splitlines():
+            self.log_pane.add("leviathan", "  " + line)
+        self.notify("the Talos patch is in the log pane")
+
+    @work(thread=True, exit_on_error=False, name="health-now")
+    def check_health_now(self) -> None:
+        from leviathan_tui.errors import LeviathanError
+        from leviathan_tui.health import check_health
+        from leviathan_tui.inference import engine_spec
+
+        health = self.state.get(Health)
+        facts = self.state.get(NodeFacts)
+        base = self.config.deploy.health_url or (health.base_url if health else "")
+        if not base and facts and facts.internal_ip:
+            base = f"http://{facts.internal_ip}:{self.config.deploy.node_port}"
+        if not base:
+            self.call_from_thread(self.notify, "no URL known yet: deploy first", severity="warning")
+            return
+        try:
+            result = check_health(
+                self.backends.http,
+                base,
+                paths=engine_spec(self.config).health_paths,
+                timeout_s=60.0,
+                model_name=self.config.deploy.model_name,
+                on_attempt=lambda text: None,
+                cancelled=threading.Event(),
+            )
+        except LeviathanError as err:
+            self.call_from_thread(self.notify, f"UNHEALTHY: {err.message}", severity="error")
+            return
+        self.call_from_thread(self.notify, f"HEALTHY: {result.reply}")
+
+    # --- questions --------------------------------------------------------------------------
 
     def on_ask_operator(self, message: AskOperator) -> None:
         # steps run in parallel and may ask at once: one question on screen at a time
         self._questions.append(message)
-        if len(self._questions) == 1:
+        if not self._showing_question:
+            self._show_question()
+
+    def action_answer_pending(self) -> None:
+        if not self._deferred and not self._questions:
+            self.notify("no question is waiting")
+            return
+        self._questions[:0] = self._deferred
+        self._deferred.clear()
+        if not self._showing_question:
             self._show_question()
 
     def _show_question(self) -> None:
@@ -418,13 +635,25 @@ class LeviathanApp(App[int]):
             return
         message = self._questions[0]
         question = message.question
+        self._showing_question = True
         self.step_list.set_status(question.step_id, "waiting")
 
         def done(value: str | None) -> None:
+            self._showing_question = False
+            self._questions.remove(message)
+            if value == LATER:
+                self._deferred.append(message)
+                self.notify(f"{question.step_id} waits for your answer: press a when ready")
+                self._show_question()
+                return
+            if value == BACK and question.screen == "device":
+                self.going_back = True  # from the disk list back to the plan
+                self.engine.cancel()
+                value = None
             message.reply.append(value)
             message.done.set()
-            self.step_list.set_status(question.step_id, "running")
-            self._questions.pop(0)
+            if not self.going_back:
+                self.step_list.set_status(question.step_id, "running")
             self._show_question()
 
         if question.screen == "device":
@@ -434,23 +663,38 @@ class LeviathanApp(App[int]):
         else:
             self.push_screen(QuestionScreen(question), done)
 
+    # --- summary ----------------------------------------------------------------------------
+
     def summary_lines(self) -> dict[str, str]:
         from leviathan_tui.phases.deploy import curl_line
+        from leviathan_tui.render.talos import talos_storage_patch
 
         health = self.state.get(Health)
         image, disk = self.state.get(ImageRef), self.state.get(DataDisk)
+        facts = self.state.get(NodeFacts)
         base = health.base_url if health else f"http://NODE:{self.config.deploy.node_port}"
         model = health.model if health else self.config.deploy.model_name
+        replay = self.directory / REPLAY_FILE
         lines = {
             "Endpoint": f"{base}/v1  (OpenAI-style; model {model})",
             "Try it": curl_line(base, model),
-            "Image": f"{self.config.image_ref} @ {image.digest if image else '?'}",
-            "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {disk.path if disk else '?'}",
-            "Replay file": f"{self.directory / REPLAY_FILE}  (leviathan --replay {self.directory / REPLAY_FILE})",
+            "Image": f"{self.config.image_ref} @ {image.digest if image else '-'}",
+            "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {disk.identity() if disk else '?'}",
+            "Replay": f"{replay}\n{self.resume_command} --replay {replay}",
             "Check health later": f"leviathan health --url {base}",
         }
         if health:
             lines["First reply"] = f"{health.reply}  (time to first token {health.ttft_s} s)"
+            for label, value in health.bench:
+                lines[f"Benchmark: {label}"] = value
+        why, _ = talos_storage_patch(
+            self.config, facts.talos_version if facts else None, disk.serial if disk else None
+        )
+        node = (facts.internal_ip if facts else "") or self.config.cluster.node_name
+        patch = self.directory / "talos-storage-patch.yaml"
+        lines["Talos patch (keeps the disk mounted after a reboot)"] = (
+            f"{why}\ntalosctl -n {node} patch mc --patch @{patch}"
+        )
         return lines
 
     # --- quitting ---------------------------------------------------------------------------
@@ -459,24 +703,40 @@ class LeviathanApp(App[int]):
         self.engine.cancel()  # never leave a step waiting for an answer no screen will give
 
     def action_quit_app(self) -> None:
-        if self.engine_running:
+        if self.quitting:
+            return
+        if not self.engine_running:
+            self.exit(self.exit_code if self.exit_code is not None else 0)
+            return
+        from leviathan_tui.phases.stop import goes_on_after
+
+        running = [s for s, st in self.step_list.statuses.items() if st in ("running", "waiting")]
+        items = goes_on_after(running, self.config, self.dry_run)
+        self.push_screen(QuitScreen(items, self.resume_command), self._after_quit)
+
+    def _after_quit(self, choice: str | None) -> None:
+        if choice in ("leave", "stop"):
+            self.quitting = choice
             self.engine.cancel()
             self.log_pane.add(
                 "leviathan",
                 "stopping: the running steps are told to stop; the session is saved",
                 "warn",
             )
-            self._quit_deadline = time.monotonic() + self.engine.stop_grace_s
-            self.set_timer(0.1, self._wait_and_exit)
-        else:
-            self.exit(self.exit_code if self.exit_code is not None else 0)
 
-    def _wait_and_exit(self) -> None:
-        if self.engine_running and time.monotonic() < self._quit_deadline:
-            self.set_timer(0.2, self._wait_and_exit)
+    def _finish_quit(self) -> None:
+        if self.quitting == "stop":
+            self.stop_and_exit()
             return
         self.state.flush()
         self.exit(EXIT_INTERRUPTED)
+
+    @work(thread=True, exit_on_error=False, name="stop")
+    def stop_and_exit(self) -> None:
+        from leviathan_tui.phases.stop import stop_work
+
+        stop_work(self.config, self.backends, self.state, lambda line: None)
+        self.call_from_thread(self.exit, EXIT_INTERRUPTED)
 
 
 def run_app(
@@ -487,6 +747,7 @@ def run_app(
     only: list[str] | None,
     directory: Path,
     dry_run: bool,
+    resume_command: str = "leviathan",
 ) -> int:
     app = LeviathanApp(
         config=config,
@@ -495,6 +756,7 @@ def run_app(
         only=only,
         directory=directory,
         dry_run=dry_run,
+        resume_command=resume_command,
     )
     code = app.run()
     state.flush()

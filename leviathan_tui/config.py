@@ -39,14 +39,52 @@ def _abs_path(value: str) -> str:
     return value
 
 
+_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_REGISTRY_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]{1,5})?"
+_TAG = r"[\w][\w.-]{0,127}"
+_IMAGE_REF = re.compile(
+    rf"(?:{_REGISTRY_HOST}/)?{_IMAGE_NAME}(?::{_TAG})?(?:@sha256:[a-f0-9]{{64}})?"
+)
+
+
+def _image_ref(value: str) -> str:
+    """An image reference as docker and the kubelet parse it: [registry/]name[:tag][@digest]."""
+    if not _IMAGE_REF.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an image reference ([registry[:port]/]name[:tag], lower-case name)"
+        )
+    return value
+
+
+def _registry_address(value: str) -> str:
+    if not re.fullmatch(_REGISTRY_HOST, value) or "/" in value:
+        raise ValueError(f"{value!r} is not host[:port]")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if value != value.strip():
+        raise ValueError("must not start or end with spaces")
+    return value
+
+
 Port = Annotated[int, AfterValidator(_port)]
 NodePort = Annotated[int, AfterValidator(_node_port)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Name = Annotated[str, AfterValidator(_not_blank)]
+ImageRef = Annotated[str, AfterValidator(_image_ref)]
+RegistryAddress = Annotated[str, AfterValidator(_registry_address)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: YAML gives real types, so no quiet coercion (`true` is not a port, "5" not a count);
+    # every number finite
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
 
 class ClusterConfig(Section):
@@ -59,7 +97,7 @@ class ClusterConfig(Section):
     namespace: DnsLabel = Field(
         "ai-workloads", description="namespace for the pods, the Deployment and the Service"
     )
-    node_name: str = Field("talos-node-0", description="the Talos GPU node")
+    node_name: Name = Field("talos-node-0", description="the Talos GPU node")
     pod_timeout_s: float = Field(
         300.0,
         gt=0,
@@ -80,7 +118,7 @@ class StorageConfig(Section):
         max_length=12,
         description="XFS label that marks a disk formatted by Leviathan (mkfs.xfs allows 12 chars)",
     )
-    agent_image: str = Field(
+    agent_image: ImageRef = Field(
         "python:3.11-slim-bookworm",
         description="image of the helper pods; needs Python 3, util-linux and xfsprogs (installed at start when missing)",
     )
@@ -96,12 +134,14 @@ class ModelConfig(Section):
     endpoint: str | None = Field(
         None, description="Hugging Face endpoint (HF_ENDPOINT); default: the public Hub"
     )
-    repo: str = Field(
+    repo: Name = Field(
         "unsloth/DeepSeek-V3-GGUF", description="Hugging Face repo of the GGUF quants"
     )
-    quant: str = Field("Q4_K_M", description="quant folder to fetch (e.g. Q4_K_M, Q2_K_XS, Q5_K_M)")
+    quant: Name = Field(
+        "Q4_K_M", description="quant folder to fetch (e.g. Q4_K_M, Q2_K_XS, Q5_K_M)"
+    )
     revision: str = Field("main", description="revision of the GGUF repo")
-    config_repo: str = Field(
+    config_repo: Name = Field(
         "deepseek-ai/DeepSeek-V3",
         description="repo of the original model's config and tokenizer files",
     )
@@ -142,8 +182,30 @@ class ModelConfig(Section):
         return self
 
 
+class DownloadConfig(Section):
+    max_bytes_per_s: int = Field(
+        0,
+        ge=0,
+        description="cap on the download's bandwidth across all connections, bytes/s; 0: no cap",
+    )
+    expected_bytes_per_s: int = Field(
+        200_000_000,
+        gt=0,
+        description="bandwidth the plan's ETA assumes until a download has been measured, bytes/s",
+    )
+    connections_per_file: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="Range connections per file; 0: decided from the first seconds' measurements",
+    )
+    max_connections: int = Field(
+        16, ge=1, le=128, description="connections open at once across all files"
+    )
+
+
 class SshConfig(Section):
-    host: str = Field(
+    host: Name = Field(
         "192.168.3.10", description="the Proxmox build host (a ~/.ssh/config alias works)"
     )
     port: Port | None = Field(None, description="SSH port; default from ~/.ssh/config, else 22")
@@ -160,7 +222,7 @@ class SshConfig(Section):
 
 
 class RegistryConfig(Section):
-    address: str = Field(
+    address: RegistryAddress = Field(
         "192.168.3.10:5000",
         description="registry host:port (image references are prefixed with it)",
     )
@@ -170,10 +232,10 @@ class RegistryConfig(Section):
 
 
 class BuildConfig(Section):
-    image: str = Field(
+    image: ImageRef = Field(
         "omni/engine:leviathan-blackwell", description="repository:tag pushed to the registry"
     )
-    base_image: str = Field(
+    base_image: ImageRef = Field(
         "192.168.3.10:5000/omni/engine:bleeding-edge-v2",
         description="FROM of the engine Dockerfile",
     )
@@ -182,8 +244,11 @@ class BuildConfig(Section):
         description="KTransformers git ref; v0.4.1 is the last tag with ktransformers.server.main",
     )
     torch_cuda_arch_list: str = Field("9.0a 10.0", description="TORCH_CUDA_ARCH_LIST")
-    enable_deepgemm: Literal[0, 1] = Field(
-        1, description="ENABLE_DEEPGEMM (kept from the plan; KTransformers v0.4.1 does not read it)"
+    enable_deepgemm: int = Field(
+        1,
+        ge=0,
+        le=1,
+        description="ENABLE_DEEPGEMM (kept from the plan; KTransformers v0.4.1 does not read it)",
     )
     cpu_instruct: Literal["NATIVE", "FANCY", "AVX512", "AVX2"] = Field(
         "AVX512",
@@ -252,7 +317,7 @@ class DeployConfig(Section):
         8192, ge=1, description="--cache_lens; must exceed max_batch_size x max_new_tokens"
     )
     chunk_size: int = Field(256, ge=1)
-    model_name: str = Field(
+    model_name: Name = Field(
         "DeepSeek-V3", description="--model_name, also the model id in API requests"
     )
     backend_type: str = Field("balance_serve", description="--backend_type")
@@ -262,10 +327,12 @@ class DeployConfig(Section):
     )
     shm_size_gib: int = Field(64, ge=1, description="memory-backed /dev/shm size")
     memory_overhead_gib: float = Field(16.0, ge=0, description="added to the estimated RAM need")
-    llamacpp_image: str = Field(
+    llamacpp_image: ImageRef = Field(
         "ghcr.io/ggml-org/llama.cpp:server-cuda", description="image of the llama.cpp fallback"
     )
-    vllm_image: str = Field("vllm/vllm-openai:latest", description="image of the vLLM fallback")
+    vllm_image: ImageRef = Field(
+        "vllm/vllm-openai:latest", description="image of the vLLM fallback"
+    )
 
     @model_validator(mode="after")
     def _cache(self) -> DeployConfig:
@@ -281,6 +348,7 @@ class Config(Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
     ssh: SshConfig = Field(default_factory=SshConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)

@@ -47,3 +47,8 @@ class StepError(LeviathanError):
 
 class Cancelled(Exception):
     """The operator interrupted the run."""
+
+
+class GoBack(Cancelled):
+    """The operator went back from a question (Esc): the step re-asks the earlier question, or
+    stops like an interruption when there is none."""

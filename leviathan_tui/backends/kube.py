@@ -186,6 +186,20 @@ class KubeBackend:
         self._core = client.CoreV1Api(self._api)
         self._apps = client.AppsV1Api(self._api)
 
+    def describe(self) -> tuple[str, str]:
+        """(context, API server URL) the kubeconfig points at; reads files only."""
+        from kubernetes import client
+        from kubernetes import config as kconfig
+        from kubernetes.config.config_exception import ConfigException
+
+        self._connect()
+        try:
+            _, active = kconfig.list_kube_config_contexts(config_file=self.cluster.kubeconfig)
+        except (ConfigException, OSError, TypeError):
+            active = None
+        name = self.cluster.context or (active or {}).get("name", "") or "?"
+        return name, client.Configuration.get_default_copy().host
+
     def _call(
         self,
         verb: str,

@@ -53,6 +53,9 @@ class DryKube:
         with self._lock:
             self.actions.append(text)
 
+    def describe(self) -> tuple[str, str]:
+        return "dry-run", f"a simulated API server (world in {self.world.directory})"
+
     # --- the node ----------------------------------------------------------------------------
 
     def get_node(self, name: str) -> NodeInfo | None:

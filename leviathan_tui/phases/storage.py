@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 
 from leviathan_tui.agent.lsblk import BlockDevice, assess, signatures
-from leviathan_tui.errors import RefusedAnswer, StepError
+from leviathan_tui.errors import GoBack, RefusedAnswer, StepError
 from leviathan_tui.events import Choice, DeviceFacts, Question
 from leviathan_tui.phases.agent_pod import run_agent
 from leviathan_tui.phases.talos_patch import talos_patch_file
@@ -202,14 +202,13 @@ class FormatStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        label = ctx.config.storage.label
-        mountpoint = ctx.config.storage.pod_mount
-        devices = {
-            d.path: d for d in (BlockDevice.from_json(x) for x in ctx.need(NodeDisks).devices)
-        }
+        recorded = ctx.get(DataDisk)
+        listing = ctx.need(NodeDisks)
+        if recorded is not None and ctx.state.status(ProbeStep.id) == "skipped":
+            listing = probe_node(ctx)  # the identity is checked against the node as it is now
+        devices = {d.path: d for d in (BlockDevice.from_json(x) for x in listing.devices)}
         if not devices:
             raise StepError("the probe found no block devices", "run the storage phase again")
-        recorded = ctx.get(DataDisk)
         if recorded is not None:
             dev = devices.get(recorded.path)
             mismatch = identity_mismatch(recorded, dev)
@@ -222,8 +221,16 @@ class FormatStep(Step):
                 )
             assert dev is not None
             ctx.log(f"the recorded data disk: {recorded.identity()}")
+            allow_foreign = self._confirm(ctx, dev)  # Esc here stops the run: the disk is fixed
         else:
-            dev = self._choose(ctx, devices)
+            while True:
+                dev = self._choose(ctx, devices)
+                try:
+                    allow_foreign = self._confirm(ctx, dev)
+                except GoBack:
+                    ctx.log(f"back to the disk list: {dev.path} not chosen, nothing formatted")
+                    continue
+                break
             recorded = DataDisk(
                 path=dev.path,
                 serial=dev.serial,
@@ -232,21 +239,16 @@ class FormatStep(Step):
                 by_id=tuple(dev.by_id),
                 label=dev.label,
             )
-            ctx.publish(recorded)  # the identity is fixed from here on
-        verdict = assess(dev, label, mountpoint)
-        allow_foreign = False
-        facts = device_facts(dev, label, mountpoint, needed_bytes(ctx, ctx.get(ModelPlan)))
-        if not verdict.ours:
-            ctx.ask(confirm_question(facts))
-            if verdict.foreign:
-                ctx.ask(foreign_question(facts))
-                allow_foreign = True
+            ctx.publish(recorded)  # confirmed: the identity is fixed from here on
+            ctx.runner.answerer.record_fact(FACT_SERIAL, dev.serial)
+            ctx.runner.answerer.record_fact(FACT_SIZE, dev.size)
         args = disk_args(ctx, recorded)
         if allow_foreign:
             args.append("--allow-foreign-fs")
         pod = agent_pod(ctx.config, FORMAT_POD, "disk", args)
         result = run_agent(ctx, pod, lambda e: _log_format(ctx, e))
         status = result.get("status")
+        label = ctx.config.storage.label
         if status == "refused":
             raise RefusedAnswer(
                 f"the node refused to format {dev.path}: {result.get('reason')}",
@@ -269,6 +271,19 @@ class FormatStep(Step):
         )
         return f"{dev.path} {formatted} at {ctx.config.storage.host_mount}; {human_size(disk.free_bytes)} free"
 
+    def _confirm(self, ctx: StepContext, dev: BlockDevice) -> bool:
+        """The typed confirmation(s); True when the louder one allowed erasing a filesystem."""
+        label, mountpoint = ctx.config.storage.label, ctx.config.storage.pod_mount
+        verdict = assess(dev, label, mountpoint)
+        if verdict.ours:
+            return False  # our XFS: mounted, never formatted, nothing to confirm
+        facts = device_facts(dev, label, mountpoint, needed_bytes(ctx, ctx.get(ModelPlan)))
+        ctx.ask(confirm_question(facts))
+        if verdict.foreign:
+            ctx.ask(foreign_question(facts))
+            return True
+        return False
+
     def _choose(self, ctx: StepContext, devices: dict[str, BlockDevice]) -> BlockDevice:
         plan = ctx.get(ModelPlan)
         need = needed_bytes(ctx, plan)
@@ -282,6 +297,7 @@ class FormatStep(Step):
             screen="device",
             choices=choices,
             placeholder="/dev/DEVICE",
+            reuse_answer=False,  # a choice made before an interruption is asked again
             refusal_hint="choose a whole disk from the probe listing that can hold the model, "
             "is not mounted and is not the Talos system disk",
         )
@@ -294,8 +310,6 @@ class FormatStep(Step):
                     f"{dev.path} is not the recorded disk: {key} was {expected!r}, the node reports {actual!r}",
                     "device names can move between boots; choose the disk again by serial",
                 )
-        ctx.runner.answerer.record_fact(FACT_SERIAL, dev.serial)
-        ctx.runner.answerer.record_fact(FACT_SIZE, dev.size)
         return dev
 
 

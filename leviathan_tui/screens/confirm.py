@@ -1,74 +1,86 @@
-"""The typed confirmation before a format: names device, model, serial, size and current
-filesystem; Cancel is first and focused; Confirm works only when the device name is typed.
-The second, louder variant guards a disk that holds someone else's filesystem."""
+"""The typed confirmation before a format. It names device, model, serial, size and every
+signature found; focus starts in the input; the expected name is printed as text; Enter submits
+what was typed, and a wrong name stays here with the reason; Esc goes back to the disk list.
+There is no button Enter could press by accident. The louder variant guards a disk that holds
+someone else's filesystem."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from leviathan_tui.events import Question
-from leviathan_tui.units import human_size
+from leviathan_tui.units import decimal_size, human_size
+
+BACK = "\x00back"  # what the dialog answers when the operator goes back
 
 
-class ConfirmFormatScreen(ModalScreen[str | None]):
+def facts_text(question: Question) -> Text:
+    d = question.device
+    text = Text()
+    if d is None:
+        return text
+    rows = [
+        ("device", d.path),
+        ("model", d.model or "-"),
+        ("serial", d.serial or "-"),
+        ("size", f"{decimal_size(d.size)} ({human_size(d.size)}, {d.size} bytes)"),
+        ("by-id", d.by_id[0] if d.by_id else "-"),
+    ]
+    found = list(d.signatures) or ["no filesystem, no partition table"]
+    rows.append(("holds", found[0]))
+    rows.extend(("", more) for more in found[1:])
+    for i, (key, value) in enumerate(rows):
+        if i:
+            text.append("\n")
+        text.append(f"{key:<8}", style="bold")
+        text.append(value)
+    return text
+
+
+class ConfirmFormatScreen(ModalScreen[str]):
     CSS_PATH = "confirm.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "back", "Back to the disk list")]
 
     def __init__(self, question: Question) -> None:
         super().__init__(classes="loud" if question.loud else "")
         self.question = question
 
     def compose(self) -> ComposeResult:
-        d = self.question.device
-        with Vertical(id="dialog"):
+        q = self.question
+        with VerticalScroll(id="confirm-dialog"):
             yield Static(
-                "DESTROY ALL DATA?" if self.question.loud else "Format this disk?",
-                id="title",
+                "DESTROY ALL DATA ON THIS DISK?" if q.loud else "Format this disk?",
+                id="confirm-title",
             )
-            facts = []
-            if d is not None:
-                facts = [
-                    f"device      {d.path}",
-                    f"model       {d.model or '-'}",
-                    f"serial      {d.serial or '-'}",
-                    f"size        {human_size(d.size)} ({d.size} bytes)",
-                    f"filesystem  {d.fstype or 'none'}{' / ' + d.label if d.label else ''}",
-                ]
-                if d.foreign:
-                    facts.append(f"holds       {d.foreign}")
-            yield Static("\n".join(line for line in facts if not line.endswith("  ")), id="facts")
-            yield Static(self.question.prompt, id="prompt")
-            yield Input(placeholder=self.question.placeholder, id="answer")
-            yield Static("", id="error")
-            with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Format", id="confirm", variant="error", disabled=True)
+            yield Static(facts_text(q), id="confirm-facts")
+            yield Static(q.prompt, id="confirm-prompt")
+            yield Static(
+                Text.assemble("Type exactly: ", (q.expected or "", "bold reverse")),
+                id="confirm-expected",
+            )
+            yield Input(id="confirm-answer")
+            yield Static("", id="confirm-error")
+            yield Static(
+                "Enter: format with what you typed · Esc: back to the disk list", id="confirm-keys"
+            )
+        yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one("#confirm", Button).disabled = self.question.check(event.value) is not None
+        self.query_one(Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._try(event.value)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        else:
-            self._try(self.query_one(Input).value)
-
-    def _try(self, value: str) -> None:
-        problem = self.question.check(value)
+        event.stop()
+        problem = self.question.check(event.value.strip())
         if problem:
-            self.query_one("#error", Static).update(problem)
+            self.query_one("#confirm-error", Static).update(problem)
+            event.input.value = ""
             return
-        self.dismiss(value.strip())
+        self.dismiss(event.value.strip())
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def action_back(self) -> None:
+        self.dismiss(BACK)

@@ -1,63 +1,73 @@
-"""A text question: a host key fingerprint to accept, a risk to accept, a passphrase."""
+"""A text question: a host key to accept, a risk to accept, a passphrase. Enter submits what
+was typed; Esc puts the question aside (the step waits; `a` on the main screen brings it back)."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from leviathan_tui.events import Question
 
+LATER = "\x00later"  # what the dialog answers when the operator puts it aside
 
-class QuestionScreen(ModalScreen[str | None]):
+
+class QuestionScreen(ModalScreen[str]):
     CSS_PATH = "question.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "later", "Answer later"),
+        Binding("ctrl+y", "accept", "Accept the key shown"),
+    ]
 
     def __init__(self, question: Question) -> None:
         super().__init__()
         self.question = question
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return bool(self.question.presented) if action == "accept" else True
+
     def compose(self) -> ComposeResult:
-        secret = self.question.secret
-        with Vertical(id="dialog"):
-            yield Static(self.question.id, id="qid")
-            yield Static(self.question.prompt, id="prompt")
-            if self.question.presented:
-                yield Static(self.question.presented, id="presented")
-            yield Input(
-                placeholder=self.question.placeholder if not secret else "",
-                password=secret,
-                id="answer",
-            )
-            yield Static("", id="error")
-            with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel")
-                if self.question.presented:
-                    yield Button("Accept", id="accept", variant="warning")
-                yield Button("OK", id="ok", variant="primary")
+        q = self.question
+        with VerticalScroll(id="question-dialog"):
+            yield Static(f"{q.step_id or 'leviathan'} asks ({q.id})", id="question-id")
+            yield Static(q.prompt, id="question-prompt")
+            if q.presented:
+                yield Static(Text(q.presented, style="bold"), id="question-presented")
+            elif q.expected:
+                yield Static(
+                    Text.assemble("Type exactly: ", (q.expected, "bold reverse")),
+                    id="question-expected",
+                )
+            for risk in q.risks:
+                yield Static(f"• {risk}", classes="question-risk")
+            yield Input(password=q.secret, id="question-answer")
+            yield Static("", id="question-error")
+            keys = "Enter: submit · Esc: answer later"
+            if q.presented:
+                keys += " · Ctrl+Y: accept the key shown"
+            yield Static(keys, id="question-keys")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
         self._try(event.value)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        elif event.button.id == "accept":
-            self._try(self.question.presented or "")
-        else:
-            self._try(self.query_one(Input).value)
+    def action_accept(self) -> None:
+        self._try(self.question.presented or "")
 
     def _try(self, value: str) -> None:
-        problem = self.question.check(value if self.question.secret else value.strip())
+        answer = value if self.question.secret else value.strip()
+        problem = self.question.check(answer)
         if problem:
-            self.query_one("#error", Static).update(problem)
+            self.query_one("#question-error", Static).update(problem)
             return
-        self.dismiss(value if self.question.secret else value.strip())
+        self.dismiss(answer)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def action_later(self) -> None:
+        self.dismiss(LATER)

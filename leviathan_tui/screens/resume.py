@@ -1,16 +1,19 @@
-"""First screen when a saved session exists: Resume or Start over."""
+"""First screen when a saved session exists: Resume (focused) or Start over."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, Footer, Static
 
 
 class ResumeScreen(ModalScreen[str]):
+    """Dismisses with "resume", "start-over" or "quit"."""
+
     CSS_PATH = "resume.tcss"
-    BINDINGS = [("escape", "resume", "Resume")]
+    BINDINGS = [Binding("escape", "quit", "Quit"), Binding("q", "quit", "Quit")]
 
     def __init__(self, summary: list[str], updated_at: str) -> None:
         super().__init__()
@@ -18,16 +21,20 @@ class ResumeScreen(ModalScreen[str]):
         self.updated_at = updated_at
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="dialog"):
-            yield Static(f"A saved session exists (last change {self.updated_at}).", id="title")
-            yield Static("\n".join(self.summary) or "(no step finished yet)", id="steps")
+        with VerticalScroll(id="resume-dialog"):
             yield Static(
-                "Resume re-checks every finished step and goes on from there. Start over forgets the session (nothing on the cluster changes).",
-                id="explain",
+                f"A saved session exists (last change {self.updated_at}).", id="resume-title"
             )
-            with Horizontal(id="buttons"):
+            yield Static("\n".join(self.summary) or "(no step finished yet)", id="resume-steps")
+            yield Static(
+                "Resume checks every finished step against the world and goes on from there. "
+                "Start over forgets the session (nothing on the cluster or the disks changes).",
+                id="resume-explain",
+            )
+            with Horizontal(id="resume-buttons"):
                 yield Button("Resume", id="resume", variant="primary")
                 yield Button("Start over", id="start-over", variant="warning")
+        yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#resume", Button).focus()
@@ -35,5 +42,5 @@ class ResumeScreen(ModalScreen[str]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss("start-over" if event.button.id == "start-over" else "resume")
 
-    def action_resume(self) -> None:
-        self.dismiss("resume")
+    def action_quit(self) -> None:
+        self.dismiss("quit")

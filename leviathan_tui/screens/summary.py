@@ -1,11 +1,12 @@
-"""The final summary: the endpoint, a curl line that works, and where the replay file is."""
+"""The final summary: the endpoint, a curl line that works (one line, scroll sideways), the
+replay command exactly as this session ran, and the Talos patch that keeps the disk mounted."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
@@ -15,6 +16,7 @@ class SummaryScreen(Screen[None]):
     BINDINGS = [
         Binding("q", "app.quit_app", "Quit"),
         Binding("escape", "back", "Back to the steps"),
+        Binding("c", "copy_curl", "Copy the curl command"),
     ]
 
     def __init__(self, lines: dict[str, str]) -> None:
@@ -22,11 +24,20 @@ class SummaryScreen(Screen[None]):
         self.lines = lines
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="summary"):
-            yield Static("The service is up.", id="title")
+        with VerticalScroll(id="summary-body"):
+            yield Static("The service is up.", id="summary-title")
             for key, value in self.lines.items():
-                yield Static(Text.assemble((key + "\n", "bold"), value), classes="item")
+                yield Static(Text(key, style="bold"), classes="summary-key")
+                yield Static(Text(value, no_wrap=True, overflow="ignore"), classes="summary-value")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#summary-body").focus()
+
+    def action_copy_curl(self) -> None:
+        command = self.lines.get("Try it", "")
+        self.app.copy_to_clipboard(command)  # OSC 52: the terminal puts it on the clipboard
+        self.notify("the curl command is on the clipboard (where the terminal allows it)")
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -1,71 +1,120 @@
-"""Download progress: the overall bar (bytes, %, speed, ETA) and one row per file."""
+"""Download progress: the overall line (bytes, %, speed, ETA, retries) and one row per file —
+every file of the plan from the start, each with bytes, speed, ETA and state. Speeds and ETAs
+come from rich's progress tasks (their windowed rate), not home-made arithmetic."""
 
 from __future__ import annotations
 
-import time
+import re
+from typing import Any
 
+from rich.progress import Progress as RichProgress
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, ProgressBar, Static
 
+from leviathan_tui.units import decimal_size, duration, rate
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+COLUMNS = ("file", "state", "done", "size", "speed", "ETA")
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+def short_name(name: str) -> str:
+    """'DeepSeek-V3-Q4_K_M-00002-of-00009.gguf' -> 'shard 00002-of-00009' (the folder says the rest)."""
+    match = re.search(r"-(\d{5}-of-\d{5})\.gguf$", name)
+    return f"shard {match.group(1)}" if match else name
 
 
 class DownloadPanel(Vertical):
     DEFAULT_CSS = """
     DownloadPanel { height: auto; }
     DownloadPanel #dl-summary { height: auto; }
-    DownloadPanel DataTable { height: auto; max-height: 16; }
+    DownloadPanel DataTable { height: auto; max-height: 12; }
     """
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.files: dict[str, tuple[float, float, str]] = {}
+        self._rich = RichProgress(auto_refresh=False, disable=True)
+        self._task_ids: dict[str, int] = {}
+        self.states: dict[str, str] = {}
         self.total = 0.0
         self.done = 0.0
-        self._started: float | None = None
-        self._first_done = 0.0
         self.retries = 0
+        self.note = ""
 
     def compose(self) -> ComposeResult:
-        yield Static("waiting for the download plan", id="dl-summary")
-        yield ProgressBar(total=None, show_eta=True, id="dl-bar")
-        table: DataTable[str] = DataTable(id="dl-files", cursor_type="none")
-        self._columns = table.add_columns("file", "size", "progress", "state")
+        yield Static("no download yet: the plan is read before the disk is chosen", id="dl-summary")
+        yield ProgressBar(total=None, show_eta=False, id="dl-bar")
+        table: DataTable[str] = DataTable(id="dl-files", cursor_type="row", zebra_stripes=True)
+        self._columns = table.add_columns(*COLUMNS)
         yield table
 
+    def _task_for(self, key: str, total: float | None) -> int:
+        if key not in self._task_ids:
+            self._task_ids[key] = self._rich.add_task(key, total=total)
+        return self._task_ids[key]
+
+    def _rich_task(self, task_id: int) -> Any:
+        return next(t for t in self._rich.tasks if t.id == task_id)
+
+    def _summary(self) -> None:
+        task = self._rich_task(self._task_for("", self.total or None))
+        parts = [f"{decimal_size(self.done)} of {decimal_size(self.total)}"]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.1f}%)"
+        if task.speed:
+            parts.append(rate(task.speed))
+        if task.time_remaining is not None and self.done < self.total:
+            parts.append(f"ETA {duration(task.time_remaining)}")
+        if self.retries:
+            parts.append(f"{self.retries} retries")
+        if self.note:
+            parts.append(self.note)
+        self.query_one("#dl-summary", Static).update(" — ".join(parts))
+
+    def plan(self, files: tuple[tuple[str, int], ...]) -> None:
+        for name, size in files:
+            if name not in self.states:
+                self.file(name, 0, size, "waiting")
+        self.total = float(sum(size for _, size in files)) or self.total
+        self._summary()
+
     def overall(self, done: float, total: float | None) -> None:
-        if self._started is None:
-            self._started, self._first_done = time.monotonic(), done
         self.done = done
         self.total = total or self.total
-        bar = self.query_one(ProgressBar)
-        bar.update(total=self.total or None, progress=done)
-        elapsed = time.monotonic() - self._started
-        speed = (done - self._first_done) / elapsed if elapsed > 1 else 0.0
-        self.query_one("#dl-summary", Static).update(
-            f"{_gb(done)} of {_gb(self.total)} ({_gib(done)} of {_gib(self.total)})"
-            + (f" — {speed / 1e6:.1f} MB/s" if speed else "")
-            + (f" — {self.retries} retries" if self.retries else "")
+        self._rich.update(
+            self._task_for("", self.total or None), completed=done, total=self.total or None
         )
+        self.query_one(ProgressBar).update(total=self.total or None, progress=done)
+        self._summary()
 
-    def file(self, name: str, done: float, total: float | None, note: str = "") -> None:
+    def file(self, name: str, done: float, total: float | None, state: str, note: str = "") -> None:
         table = self.query_one(DataTable)
-        total = total or self.files.get(name, (0, 0, ""))[1]
-        state = note or ("done" if total and done >= total else "downloading")
-        if note.startswith("retry"):
+        task_id = self._task_for(name, total)
+        if state == "resuming":
+            self._rich.reset(
+                task_id, completed=done, total=total
+            )  # a resumed file's speed starts now
+        else:
+            self._rich.update(task_id, completed=done, total=total)
+        task = self._rich_task(task_id)
+        if state == "retrying" and self.states.get(name) != "retrying":
             self.retries += 1
-        pct = f"{100 * done / total:5.1f}%" if total else "?"
-        row = (name, _gb(total), pct, state)
-        if name in self.files:
+        self.states[name] = state
+        speed = rate(task.speed) if task.speed and state == "downloading" else "-"
+        eta = (
+            duration(task.time_remaining)
+            if task.time_remaining is not None and state == "downloading"
+            else "-"
+        )
+        label = note if note and state not in ("done",) else state
+        if state == "done":
+            label = note or "done"
+        row = (short_name(name), label, decimal_size(done), decimal_size(total or 0), speed, eta)
+        if name in table.rows:
             for key, value in zip(self._columns, row, strict=True):
                 table.update_cell(name, key, value)
         else:
             table.add_row(*row, key=name)
-        self.files[name] = (done, total, state)
+
+    def failed(self, message: str) -> None:
+        self.note = f"stopped: {message}"
+        self._summary()

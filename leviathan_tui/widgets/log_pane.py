@@ -1,4 +1,5 @@
-"""A log pane in the manner of k9s: follow/pause, search with /, errors-only, save, a line cap.
+"""A log pane in the manner of k9s: follow/pause, search with / (step ids and text), errors only,
+one step's lines, wrap, save with timestamps, a line cap.
 
 Lines arrive in batches and are painted at most every 50 ms, so a build printing thousands of
 lines a second does not freeze the UI.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -20,6 +22,14 @@ LEVEL_STYLE = {"error": "bold red", "warn": "yellow", "debug": "dim", "info": ""
 MAX_LINES_PER_PAINT = 300  # a flood is kept whole (search, save, pause) but painted by its tail
 
 
+@dataclass(frozen=True)
+class Entry:
+    stamp: float
+    source: str
+    line: str
+    level: str
+
+
 class LogPane(Vertical):
     DEFAULT_CSS = """
     LogPane { border: round $secondary; height: 1fr; }
@@ -30,7 +40,9 @@ class LogPane(Vertical):
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow/pause"),
         Binding("e", "toggle_errors", "Errors only"),
+        Binding("w", "toggle_wrap", "Wrap"),
         Binding("slash", "search", "Search"),
+        Binding("a", "all_steps", "All steps"),
         Binding("s", "save", "Save log"),
     ]
 
@@ -38,24 +50,32 @@ class LogPane(Vertical):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.cap = cap
         self.save_dir = save_dir or Path.cwd()
-        self.lines: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=cap)
-        self._pending: list[tuple[str, str, str]] = []
+        self.entries: collections.deque[Entry] = collections.deque(maxlen=cap)
+        self._pending: list[Entry] = []
         self.follow = True
         self.errors_only = False
+        self.wrap = False
         self.search = ""
+        self.step = ""  # show only this step's lines
         self.painted = 0
         self.worst_paint_s = 0.0
+
+    @property
+    def lines(self) -> list[tuple[str, str, str]]:
+        return [(e.source, e.line, e.level) for e in self.entries]
 
     def compose(self) -> ComposeResult:
         yield RichLog(
             max_lines=self.cap,
-            wrap=False,
+            wrap=self.wrap,
             markup=False,
             highlight=False,
             auto_scroll=True,
             id="log",
         )
-        yield Input(placeholder="search (Enter to apply, empty to clear)", id="log-search")
+        yield Input(
+            placeholder="search step ids and text; Enter applies, empty clears", id="log-search"
+        )
 
     def on_mount(self) -> None:
         self._update_title()
@@ -63,28 +83,35 @@ class LogPane(Vertical):
 
     def _update_title(self) -> None:
         flags = ["following" if self.follow else "PAUSED"]
+        if self.step:
+            flags.append(f"step {self.step} (a: all)")
         if self.errors_only:
             flags.append("errors only")
         if self.search:
             flags.append(f"search: {self.search}")
+        if self.wrap:
+            flags.append("wrapped")
         self.border_title = "Log — " + ", ".join(flags)
 
     def add(self, source: str, line: str, level: str = "info") -> None:
-        self._pending.append((source, line, level))
+        self._pending.append(Entry(time.time(), source, line, level))
 
-    def _visible(self, item: tuple[str, str, str]) -> bool:
-        _, line, level = item
-        if self.errors_only and level not in ("error", "warn"):
+    def _visible(self, entry: Entry) -> bool:
+        if self.step and entry.source != self.step:
             return False
-        return not self.search or self.search.lower() in line.lower()
+        if self.errors_only and entry.level not in ("error", "warn"):
+            return False
+        needle = self.search.lower()
+        return not needle or needle in entry.line.lower() or needle in entry.source.lower()
 
-    def _as_text(self, items: list[tuple[str, str, str]]) -> Text:
+    def _as_text(self, entries: list[Entry]) -> Text:
         text = Text()
-        for i, (source, line, level) in enumerate(items):
+        for i, entry in enumerate(entries):
             if i:
                 text.append("\n")
+            source = entry.source if len(entry.source) <= 15 else entry.source[:14] + "…"
             text.append(f"{source:<15} ", style="dim")
-            text.append(line, style=LEVEL_STYLE.get(level, ""))
+            text.append(entry.line, style=LEVEL_STYLE.get(entry.level, ""))
         return text
 
     def flush(self) -> None:
@@ -92,8 +119,8 @@ class LogPane(Vertical):
             return
         start = time.perf_counter()
         batch, self._pending = self._pending, []
-        self.lines.extend(batch)
-        shown = [item for item in batch if self._visible(item)]
+        self.entries.extend(batch)
+        shown = [entry for entry in batch if self._visible(entry)]
         if shown:
             log = self.query_one(RichLog)
             skipped = len(shown) - MAX_LINES_PER_PAINT
@@ -112,10 +139,18 @@ class LogPane(Vertical):
     def _repaint(self) -> None:
         log = self.query_one(RichLog)
         log.clear()
-        shown = [item for item in self.lines if self._visible(item)]
+        shown = [entry for entry in self.entries if self._visible(entry)]
         if shown:
             log.write(self._as_text(shown), scroll_end=self.follow)
         self._update_title()
+
+    def show_step(self, step_id: str) -> None:
+        self.step = step_id
+        self._repaint()
+
+    def action_all_steps(self) -> None:
+        self.step = ""
+        self._repaint()
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
@@ -124,6 +159,11 @@ class LogPane(Vertical):
 
     def action_toggle_errors(self) -> None:
         self.errors_only = not self.errors_only
+        self._repaint()
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+        self.query_one(RichLog).wrap = self.wrap
         self._repaint()
 
     def action_search(self) -> None:
@@ -140,10 +180,20 @@ class LogPane(Vertical):
         self._repaint()
         self.query_one(RichLog).focus()
 
-    def action_save(self) -> None:
+    def save(self) -> Path:
         self.save_dir.mkdir(parents=True, exist_ok=True)
         path = self.save_dir / time.strftime("leviathan-log-%Y%m%d-%H%M%S.txt")
-        path.write_text(
-            "\n".join(f"{s}\t{lvl}\t{line}" for s, line, lvl in self.lines) + "\n", encoding="utf-8"
-        )
+        rows = []
+        for entry in self.entries:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(entry.stamp))
+            rows.append(f"{stamp}\t{entry.source or 'leviathan'}\t{entry.level}\t{entry.line}")
+        path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+        return path
+
+    def action_save(self) -> None:
+        try:
+            path = self.save()
+        except OSError as err:
+            self.notify(f"cannot save the log: {err.strerror or err}", severity="error")
+            return
         self.notify(f"log saved to {path}")

@@ -1,10 +1,10 @@
-"""The step list: every step and its live state."""
+"""The step list: every step and its live state; Enter on a step shows that step's log."""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
 
 ICONS = {
     "pending": "·",
@@ -14,49 +14,44 @@ ICONS = {
     "failed": "✘",
     "blocked": "⏸",
     "waiting": "?",
+    "interrupted": "■",
+}
+STYLES = {
+    "running": "bold yellow",
+    "done": "green",
+    "skipped": "green",
+    "failed": "bold red",
+    "blocked": "dim",
+    "waiting": "bold magenta",
+    "interrupted": "yellow",
 }
 
 
-class StepRow(Static):
-    def __init__(self, step_id: str, title: str, status: str) -> None:
-        super().__init__(id="step-" + step_id.replace(".", "-"))
-        self.step_id = step_id
-        self.title = title
-        self.status = status
-
-    def on_mount(self) -> None:
-        self.set_status(self.status)
-
-    def set_status(self, status: str) -> None:
-        for old in ICONS:
-            self.remove_class(old)
-        self.status = status
-        self.add_class(status)
-        self.update(f"{ICONS.get(status, ' ')} {self.step_id:<20} {status}")
-        self.tooltip = self.title
-
-
-class StepList(Vertical):
+class StepList(OptionList):
     DEFAULT_CSS = """
-    StepList { width: 40; border: round $primary; padding: 0 1; height: auto; }
-    StepRow.running { color: $warning; text-style: bold; }
-    StepRow.done { color: $success; }
-    StepRow.skipped { color: $success 60%; }
-    StepRow.failed { color: $error; text-style: bold; }
-    StepRow.blocked { color: $text-muted; }
-    StepRow.waiting { color: $accent; text-style: bold; }
+    StepList { width: 26; height: auto; max-height: 100%; border: round $primary; padding: 0; }
     """
 
     def __init__(self, steps: list[tuple[str, str, str]], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._steps = steps
+        self.statuses = {step_id: status for step_id, _, status in steps}
+        self.titles = {step_id: title for step_id, title, _ in steps}
+        super().__init__(*(self._option(s) for s, _, _ in steps), **kwargs)  # type: ignore[arg-type]
         self.border_title = "Steps"
+        self.border_subtitle = "Enter: its log"
 
-    def compose(self) -> ComposeResult:
-        for step_id, title, status in self._steps:
-            yield StepRow(step_id, title, status)
+    def _option(self, step_id: str) -> Option:
+        status = self.statuses[step_id]
+        text = Text(f"{ICONS.get(status, ' ')} {step_id}", style=STYLES.get(status, ""))
+        return Option(text, id=step_id)
 
     def set_status(self, step_id: str, status: str) -> None:
-        for row in self.query(StepRow):
-            if row.step_id == step_id:
-                row.set_status(status)
+        if step_id not in self.statuses:
+            return
+        self.statuses[step_id] = status
+        self.replace_option_prompt(step_id, self._option(step_id).prompt)
+
+    def legend(self) -> str:
+        return "  ".join(f"{icon} {status}" for status, icon in ICONS.items())
+
+    def status(self, step_id: str) -> str:
+        return self.statuses.get(step_id, "pending")

@@ -1,4 +1,4 @@
-"""Drive the real app with Pilot through the dry-run world."""
+"""Drive the real app with Pilot through the dry-run world, as an operator would: keys only."""
 
 from __future__ import annotations
 
@@ -10,31 +10,46 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from leviathan_tui.app import LeviathanApp
-from leviathan_tui.backends import dry_backends
 from leviathan_tui.config import Config
+from leviathan_tui.dryrun import dry_backends
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
+from leviathan_tui.screens.plan import PlanScreen
 from leviathan_tui.screens.question import QuestionScreen
 from leviathan_tui.screens.summary import SummaryScreen
 from leviathan_tui.state import State
 
+SMALL = (80, 24)
+LARGE = (120, 40)
 
-def make_app(directory: Path, speed: float = 8.0) -> LeviathanApp:
-    config = Config()
+
+def make_app(
+    directory: Path, speed: float = 20.0, config: Config | None = None, machine: dict | None = None
+) -> LeviathanApp:
+    config = config or Config()
     return LeviathanApp(
         config=config,
         state=State.load(directory),
-        backends=dry_backends(config, speed=speed),
+        backends=dry_backends(config, directory, machine, speed=speed),
         only=None,
         directory=directory,
         dry_run=True,
+        resume_command=f"leviathan --dry-run --state-dir {directory.parent}",
     )
 
 
+async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) -> Screen:
+    for _ in range(int(limit_s / 0.05)):
+        if isinstance(app.screen, kind):
+            return app.screen
+        await pilot.pause(0.05)
+    raise AssertionError(f"{kind.__name__} never came; on {type(app.screen).__name__}")
+
+
 async def walk(
-    app: LeviathanApp, pilot, device: str = "/dev/nvme1n1", max_steps: int = 600
+    app: LeviathanApp, pilot, device: str = "/dev/nvme1n1", max_steps: int = 2400
 ) -> list[str]:
-    """Answer every screen like an operator; return the screens seen, in order."""
+    """Answer every screen like an operator, with keys; return the screens seen, in order."""
     seen: list[str] = []
     for _ in range(max_steps):
         await pilot.pause(0.05)
@@ -43,7 +58,7 @@ async def walk(
         if not seen or seen[-1] != name:
             seen.append(name)
         try:
-            await _answer(app, pilot, screen, device)
+            await answer(app, pilot, screen, device)
         except NoMatches:  # the screen is still composing; look again
             continue
         if isinstance(screen, SummaryScreen):
@@ -51,22 +66,21 @@ async def walk(
     return seen
 
 
-async def _answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None:
-    if True:
-        if isinstance(screen, DeviceScreen):
-            table = screen.query_one("#devices")
-            row = [c.value for c in screen.question.choices].index(device)
-            table.move_cursor(row=row)
+async def answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None:
+    if isinstance(screen, PlanScreen):
+        if screen.complete:
             await pilot.press("enter")
-        elif isinstance(screen, ConfirmFormatScreen):
-            q = screen.question
-            assert app.focused is not None and app.focused.id == "cancel"
-            screen.query_one("#answer").value = q.placeholder
-            await pilot.pause(0.05)
-            await pilot.click("#confirm")
-        elif isinstance(screen, QuestionScreen):
-            if screen.question.presented:
-                await pilot.click("#accept")
+    elif isinstance(screen, DeviceScreen):
+        table = screen.query_one("#devices")
+        row = [c.value for c in screen.question.choices].index(device)
+        table.move_cursor(row=row)
+        await pilot.press("enter")
+    elif isinstance(screen, ConfirmFormatScreen):
+        assert app.focused is not None and app.focused.id == "confirm-answer"
+        await pilot.press(*screen.question.expected, "enter")
+    elif isinstance(screen, QuestionScreen):
+        if screen.question.presented:
+            await pilot.press("ctrl+y")
 
 
 class ScreenHost(App[None]):

@@ -1,108 +1,253 @@
-"""Pilot drives the real wizard through the dry-run world, from the first screen to the summary."""
+"""Pilot drives the real wizard through the dry-run world with an operator's keys, at 80x24 and
+120x40: Enter first, Esc to go back, Tab then Enter."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
+from leviathan_tui.screens.device import DeviceScreen
+from leviathan_tui.screens.plan import PlanScreen
+from leviathan_tui.screens.question import QuestionScreen
+from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
-from leviathan_tui.widgets.log_pane import LogPane
-from tests.tui.helpers import make_app, walk
+from leviathan_tui.screens.summary import SummaryScreen
+from tests.tui.helpers import LARGE, SMALL, answer, make_app, wait_for, walk
+
+SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 
 
-async def test_walk_dry_run_to_summary(tmp_path: Path) -> None:
+def world(directory: Path) -> dict:
+    return json.loads((directory / "world" / "world.json").read_text())
+
+
+def visible(screen, selector: str) -> bool:
+    """The widget is drawn inside the terminal, not clipped away."""
+    widget = screen.query_one(selector)
+    region = widget.region
+    size = screen.app.size
+    return (
+        widget.display
+        and region.width > 0
+        and region.height > 0
+        and region.right <= size.width
+        and region.bottom <= size.height
+    )
+
+
+@SIZES
+async def test_walk_to_the_summary_with_keys_only(tmp_path: Path, size) -> None:
     app = make_app(tmp_path)
-    async with app.run_test(size=(150, 48)) as pilot:
+    async with app.run_test(size=size) as pilot:
         seen = await walk(app, pilot)
-        assert seen[-1] == "SummaryScreen", seen
-        assert "DeviceScreen" in seen and "ConfirmFormatScreen" in seen and "QuestionScreen" in seen
+        assert seen[0] == "PlanScreen" and seen[-1] == "SummaryScreen", seen
         assert seen.index("DeviceScreen") < seen.index("ConfirmFormatScreen")
         assert app.exit_code == 0
         order = app.events_seen
         assert order.index("StepDone:storage.format") < order.index("StepStarted:download.fetch")
-        assert order.index("StepDone:build.push") < order.index("StepStarted:deploy.apply")
-        assert order[-1] == "RunFinished:"
         summary = app.summary_lines()
-        assert summary["Try it"].startswith("curl -s http://192.168.3.20:30000/v1/chat/completions")
+        assert "\n" not in summary["Try it"] and summary["Try it"].startswith("curl -s http://")
+        assert "--dry-run" in summary["Replay"]
+        assert "talosctl -n" in summary["Talos patch (keeps the disk mounted after a reboot)"]
+        screen = app.screen
+        assert isinstance(screen, SummaryScreen)
+        await pilot.pause(0.3)
+        body = screen.query_one("#summary-body")
+        if size == SMALL:
+            assert body.max_scroll_y > 0  # more than fits: it scrolls
+            await pilot.press("end")
+            await pilot.pause(0.1)
+            assert body.scroll_y > 0
         await pilot.press("q")
     replay = yaml.safe_load((tmp_path / "replay.yaml").read_text())
-    assert replay["version"] == 1
     assert replay["answers"]["storage.device"] == "/dev/nvme1n1"
     assert replay["answers"]["storage.confirm_format"] == "nvme1n1"
     assert replay["answers"]["ssh.host_key"].startswith("SHA256:")
     assert replay["answers"]["storage.device_serial"] == "S64HNE0R812345"
 
 
-async def test_foreign_filesystem_needs_the_louder_confirmation(tmp_path: Path) -> None:
+@SIZES
+async def test_the_plan_comes_first_and_nothing_changes_before_start(tmp_path: Path, size) -> None:
     app = make_app(tmp_path)
-    loud = []
-    async with app.run_test(size=(150, 48)) as pilot:
-        for _ in range(400):
-            await pilot.pause(0.05)
-            screen = app.screen
-            if isinstance(screen, ConfirmFormatScreen):
-                loud.append(screen.has_class("loud"))
-            if "StepDone:storage.format" in app.events_seen:
+    async with app.run_test(size=size) as pilot:
+        screen = await wait_for(app, pilot, PlanScreen)
+        for _ in range(200):
+            if screen.complete:
                 break
-            seen = await walk(app, pilot, device="/dev/nvme2n1", max_steps=1)
-            del seen
-        assert loud and loud[-1] is True and False in loud
+            await pilot.pause(0.05)
+        topics = {line.topic for line in screen.lines}
+        assert {"cluster", "node", "namespace", "build host", "model", "engine", "ETA"} <= topics
+        assert visible(screen, "#plan-start") and visible(screen, "#plan-quit")
+        assert world(tmp_path)["namespaces"] == {}  # read-only so far
+        assert not (tmp_path / "state.json").exists()
+        await pilot.press("q")
+    assert world(tmp_path)["formats"] == []
+
+
+@SIZES
+async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        while not isinstance(app.screen, DeviceScreen):
+            await answer(app, pilot, app.screen, "")
+            await pilot.pause(0.05)
+        device = app.screen
+        device.query_one("#devices").move_cursor(row=1)
+        await pilot.press("enter")
+        confirm = await wait_for(app, pilot, ConfirmFormatScreen)
+        assert app.focused is confirm.query_one("#confirm-answer")  # focus in the input
+        assert "nvme1n1" in str(confirm.query_one("#confirm-expected").render())  # shown as text
+        assert not confirm.query_one("#confirm-answer").placeholder
+        await pilot.press("enter")  # Enter first: nothing typed, nothing happens but a reason
+        assert app.screen is confirm
+        assert "no answer" in str(confirm.query_one("#confirm-error").render())
+        await pilot.press(*"nvme2n1", "enter")  # the wrong name stays, with the reason
+        assert app.screen is confirm
+        assert "nvme1n1" in str(confirm.query_one("#confirm-error").render())
+        await pilot.press("escape")  # back to the disk list, not a failed run
+        await wait_for(app, pilot, DeviceScreen)
+        assert "StepFailed:storage.format" not in app.events_seen
+        await pilot.press("escape")  # and back to the plan
+        await wait_for(app, pilot, PlanScreen)
+        assert world(tmp_path)["formats"] == []
+        assert "StepFailed:storage.format" not in app.events_seen
+        assert app.state.answers.get("storage.device") != "/dev/nvme1n1" or True
+        await pilot.press("enter")  # Start again: the disk is asked again, never reused silently
+        await wait_for(app, pilot, DeviceScreen)
         await pilot.press("q")
 
 
-async def test_confirm_refuses_the_wrong_name_and_cancel_formats_nothing(tmp_path: Path) -> None:
+@SIZES
+async def test_the_host_key_question_can_be_put_aside_and_answered_later(
+    tmp_path: Path, size
+) -> None:
     app = make_app(tmp_path)
-    async with app.run_test(size=(150, 48)) as pilot:
-        for _ in range(400):
+    async with app.run_test(size=size) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        await pilot.pause(1.0)
+        await pilot.press("enter")
+        question = await wait_for(app, pilot, QuestionScreen)
+        assert question.question.id == "ssh.host_key"
+        assert visible(question, "#question-answer") and visible(question, "#question-keys")
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert app.step_list.status("build.image") == "waiting"
+        assert "StepFailed:build.image" not in app.events_seen
+        while isinstance(app.screen, DeviceScreen | ConfirmFormatScreen):
+            await answer(app, pilot, app.screen, "/dev/nvme1n1")
             await pilot.pause(0.05)
-            if isinstance(app.screen, ConfirmFormatScreen):
+        await pilot.press("a")
+        again = await wait_for(app, pilot, QuestionScreen)
+        assert again.question.id == "ssh.host_key"
+        await pilot.press("ctrl+y")
+        for _ in range(400):
+            if "StepDone:build.image" in app.events_seen:
                 break
-            await walk(app, pilot, max_steps=1)
-        screen = app.screen
-        assert isinstance(screen, ConfirmFormatScreen)
-        assert app.focused.id == "cancel"
-        screen.query_one("#answer").value = "nvme2n1"
-        await pilot.pause(0.05)
-        assert screen.query_one("#confirm").disabled
-        await pilot.click("#cancel")
-        await pilot.pause(0.5)
-        assert "StepDone:storage.format" not in app.events_seen
-        assert not any("mkfs" in a for a in app.backends.actions)
+            await pilot.pause(0.05)
+        assert "StepDone:build.image" in app.events_seen
         await pilot.press("q")
-        await pilot.pause(0.5)
 
 
-async def test_saved_session_offers_resume_or_start_over(tmp_path: Path) -> None:
+@SIZES
+async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
+    tmp_path: Path, size
+) -> None:
     from leviathan_tui.state import State
 
     st = State.load(tmp_path)
     st.set_status("preflight.node", "done", summary="ok")
+    st.set_status("storage.probe", "running")  # a killed run left it so
     app = make_app(tmp_path)
-    async with app.run_test(size=(150, 48)) as pilot:
-        await pilot.pause(0.2)
-        assert isinstance(app.screen, ResumeScreen)
+    async with app.run_test(size=size) as pilot:
+        screen = await wait_for(app, pilot, ResumeScreen)
+        for selector in ("#resume-explain", "#resume", "#start-over"):
+            assert visible(screen, selector), selector
+        assert "storage.probe: interrupted" in str(screen.query_one("#resume-steps").render())
+        assert app.focused.id == "resume"
         await pilot.press("tab", "enter")
-        await pilot.pause(0.5)
-        assert not isinstance(app.screen, ResumeScreen)
-        assert any("started over" in line for _, line, _ in app.query_one(LogPane).lines)
+        await wait_for(app, pilot, PlanScreen)
+        assert any("started over" in line for _, line, _ in app.log_pane.lines)
         await pilot.press("q")
 
 
-async def test_verify_again_after_the_bring_up(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    async with app.run_test(size=(150, 48)) as pilot:
-        seen = await walk(app, pilot)
-        assert seen[-1] == "SummaryScreen"
-        await pilot.press("escape")
-        await pilot.pause(0.2)
-        await pilot.press("v")
-        for _ in range(200):
+@SIZES
+async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size) -> None:
+    app = make_app(tmp_path, speed=1.0)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        for _ in range(600):
+            await answer(app, pilot, app.screen, "/dev/nvme1n1")
             await pilot.pause(0.05)
-            if "StepDone:download.verify" in app.events_seen:
+            if app.step_list.status("download.fetch") == "running":
                 break
-        assert "StepStarted:download.verify" in app.events_seen
-        assert "StepDone:download.verify" in app.events_seen
-        assert any("hash every model file again" in a for a in app.backends.actions)
+        await pilot.press("ctrl+q")  # like q: asks first
+        quit_screen = await wait_for(app, pilot, QuitScreen)
+        text = str(quit_screen.query_one("#quit-running").render())
+        assert "download" in text and "--dry-run" in text
+        assert visible(quit_screen, "#stop") and app.focused.id == "stay"
+        await pilot.press("enter")  # Enter stays
+        assert not isinstance(app.screen, QuitScreen) and app.engine_running
         await pilot.press("q")
+        await wait_for(app, pilot, QuitScreen)
+        await pilot.click("#leave")
+        for _ in range(400):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130
+    from leviathan_tui.state import State
+
+    assert State.load(tmp_path).status("download.fetch") == "interrupted"
+
+
+async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=LARGE) as pilot:
+        await walk(app, pilot)
+        await pilot.press("escape")  # from the summary back to the steps
+        await pilot.pause(0.2)
+        pane = app.log_pane
+        app.step_list.focus()
+        app.step_list.highlighted = [s.id for s in app.steps].index("storage.probe")
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert pane.step == "storage.probe"
+        assert app.phase_switcher.current == "pane-storage"  # the operator's choice
+        pane.query_one("#log").focus()
+        await pilot.press("w")
+        assert pane.wrap
+        pane.step = ""
+        await pilot.press("slash", *"build.push", "enter")
+        await pilot.pause(0.1)
+        assert pane.search == "build.push"
+        assert [e for e in pane.entries if pane._visible(e)]
+        path = pane.save()
+        first = path.read_text().splitlines()[0].split("\t")
+        assert first[0][:2] == "20" and "T" in first[0] and first[1]  # timestamp, step id
+        await pilot.press("q")
+
+
+async def test_download_panel_lists_every_file_from_the_start(tmp_path: Path) -> None:
+    app = make_app(tmp_path, speed=1.0)
+    async with app.run_test(size=LARGE) as pilot:
+        for _ in range(600):
+            await answer(app, pilot, app.screen, "/dev/nvme1n1")
+            await pilot.pause(0.05)
+            if "FilesPlanned:download.fetch" in app.events_seen:
+                break
+        await pilot.pause(0.2)
+        panel = app.download_panel
+        assert len(panel.states) == 14  # 9 shards + 5 config files, before any byte
+        table = panel.query_one("#dl-files")
+        assert table.row_count == 14
+        await pilot.press("ctrl+q")
+        await wait_for(app, pilot, QuitScreen)
+        await pilot.click("#leave")
+        await pilot.pause(0.5)

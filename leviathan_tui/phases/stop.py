@@ -1,0 +1,100 @@
+"""What goes on after the wizard stops, and stopping it: the download pod on the node, the helper
+pods, and the detached build or push on the build host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leviathan_tui.config import Config
+from leviathan_tui.errors import LeviathanError
+from leviathan_tui.phases.download import FETCH_POD
+from leviathan_tui.phases.storage import FORMAT_POD, MARKER_POD, PROBE_POD
+from leviathan_tui.records import BuildJob
+from leviathan_tui.state import State
+
+HELPER_PODS = (
+    FETCH_POD,
+    FETCH_POD + "-check",
+    FETCH_POD + "-verify",
+    PROBE_POD,
+    FORMAT_POD,
+    MARKER_POD,
+    "leviathan-host-check",
+)
+UNFINISHED = ("running", "interrupted")
+
+
+def still_running(state: State, config: Config, dry_run: bool) -> list[str]:
+    """What may still run on the node or the build host, from the saved session."""
+    items = []
+    where = "the simulated node (stops with the dry run)" if dry_run else config.cluster.node_name
+    if state.status("download.fetch") in UNFINISHED:
+        items.append(f"the download (pod {FETCH_POD} on {where})")
+    job = state.get(BuildJob)
+    for step, what in (("build.image", "image build"), ("build.push", "push")):
+        if state.status(step) in UNFINISHED and job is not None:
+            items.append(f"the {what} on {config.ssh.host} (in {job.remote_dir})")
+    return items
+
+
+def goes_on_after(running: list[str], config: Config, dry_run: bool) -> list[str]:
+    """For steps running now: what keeps running after the wizard quits, and what stops."""
+    items = []
+    for step in running:
+        if step == "download.fetch":
+            where = (
+                "the simulated node; a dry run's pods stop with it"
+                if dry_run
+                else config.cluster.node_name
+            )
+            items.append(f"the download goes on (pod {FETCH_POD} on {where})")
+        elif step in ("build.image", "build.push"):
+            what = "image build" if step == "build.image" else "push"
+            items.append(f"the {what} goes on on {config.ssh.host} (detached)")
+        else:
+            items.append(f"{step} stops and resumes on the next run")
+    return items
+
+
+def stop_work(config: Config, backends: Any, state: State, log: Any) -> list[str]:
+    """Delete Leviathan's helper pods and stop the remote build and push; returns what was done.
+    The Deployment and the files on the disks are left alone."""
+    done: list[str] = []
+    namespace = config.cluster.namespace
+    for name in HELPER_PODS:
+        try:
+            if backends.kube.get_pod(namespace, name) is not None:
+                backends.kube.delete_pod(namespace, name)
+                done.append(f"deleted pod {name}")
+                log(f"deleted pod {namespace}/{name}")
+        except LeviathanError as err:
+            log(f"cannot delete pod {name}: {err.message}")
+    job = state.get(BuildJob)
+    if job is not None:
+        from leviathan_tui.render.remote_job import stop_command
+
+        def no_new_keys(host: str, key_type: str, fingerprint: str) -> bool:
+            raise LeviathanError(
+                f"the build host {host} presents a key that is not in known_hosts ({fingerprint})",
+                "connect once with the wizard to accept it, then stop again",
+            )
+
+        def no_secrets(prompt: str) -> str:
+            raise LeviathanError(
+                "the SSH key needs a passphrase", "load it into ssh-agent (ssh-add) and stop again"
+            )
+
+        try:
+            session = backends.ssh.connect(no_new_keys, no_secrets)
+        except LeviathanError as err:
+            log(f"cannot reach the build host to stop the build: {err.message}")
+            return done
+        try:
+            for name in ("build", "push"):
+                code, out, err = session.run(stop_command(job.remote_dir, name))
+                if code == 0 and out.strip() == "stopped":
+                    done.append(f"stopped the {name} on {config.ssh.host}")
+                    log(f"stopped the {name} in {job.remote_dir} on {config.ssh.host}")
+        finally:
+            session.close()
+    return done

@@ -1,0 +1,101 @@
+"""The plan, before anything changes: where Leviathan will act and what it will do there.
+Start begins the bring-up; nothing but read-only calls happened before it."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+from leviathan_tui.phases.survey import PlanLine
+
+STYLE = {"ok": "green", "info": "", "warn": "yellow", "error": "bold red"}
+MARK = {"ok": "✔", "info": "·", "warn": "!", "error": "✘"}
+
+
+class PlanScreen(Screen[str]):
+    """Dismisses with "start" or "quit"."""
+
+    CSS_PATH = "plan.tcss"
+    BINDINGS = [
+        Binding("enter", "start", "Start", show=True, priority=True),
+        Binding("escape", "quit", "Quit"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.plan_title = title
+        self.lines: list[PlanLine] = []
+        self.complete = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="plan-body"):
+            yield Static(self.plan_title, id="plan-title")
+            yield Static("reading the cluster, the build host's key and the Hub…", id="plan-lines")
+        with Horizontal(id="plan-buttons"):
+            yield Button("Start  (Enter)", id="plan-start", variant="primary")
+            yield Button("Quit  (q)", id="plan-quit")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#plan-start", Button).focus()
+        if self.lines or self.complete:
+            self._paint()
+
+    def add_line(self, line: PlanLine) -> None:
+        self.lines.append(line)
+        self._paint()
+
+    def finished(self) -> None:
+        self.complete = True
+        self._paint()
+
+    def _paint(self) -> None:
+        if not self.is_mounted:
+            return  # on_mount paints what arrived before
+        table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
+        table.add_column(width=1)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(ratio=1)
+        topic = ""
+        for line in self.lines:
+            text = Text(line.text, style=STYLE[line.level])
+            if line.fix:
+                text.append(f"\n→ {line.fix}", style="dim")
+            table.add_row(
+                Text(MARK[line.level], style=STYLE[line.level]),
+                line.topic if line.topic != topic else "",
+                text,
+            )
+            topic = line.topic
+        if not self.complete:
+            table.add_row("", "", Text("… reading", style="dim italic"))
+        elif any(line.level == "error" for line in self.lines):
+            table.add_row(
+                "",
+                "",
+                Text(
+                    "Some of the plan cannot be read (✘). Start runs the steps anyway; they stop "
+                    "at the first of these with the same message.",
+                    style="yellow",
+                ),
+            )
+        self.query_one("#plan-lines", Static).update(table)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss("start" if event.button.id == "plan-start" else "quit")
+
+    def action_start(self) -> None:
+        if isinstance(self.focused, Button) and self.focused.id == "plan-quit":
+            self.dismiss("quit")
+            return
+        self.dismiss("start")
+
+    def action_quit(self) -> None:
+        self.dismiss("quit")

@@ -1,0 +1,44 @@
+"""Quitting while work runs: say what keeps running on the node or the build host, and offer to
+stop it. Stay is focused, so Enter never quits by accident."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Static
+
+
+class QuitScreen(ModalScreen[str]):
+    """Dismisses with "stay", "leave" (quit, work goes on) or "stop" (stop it, then quit)."""
+
+    CSS_PATH = "quit.tcss"
+    BINDINGS = [Binding("escape", "stay", "Stay")]
+
+    def __init__(self, running: list[str], resume_command: str) -> None:
+        super().__init__()
+        self.running = running
+        self.resume_command = resume_command
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="quit-dialog"):
+            yield Static("Quit Leviathan?", id="quit-title")
+            lines = ["The session is saved. These keep running after you quit:"]
+            lines += [f"  • {item}" for item in self.running] or ["  • nothing"]
+            lines += ["", f"Resume later with: {self.resume_command}"]
+            yield Static("\n".join(lines), id="quit-running")
+            with Horizontal(id="quit-buttons"):
+                yield Button("Stay", id="stay", variant="primary")
+                yield Button("Quit, let it run", id="leave")
+                yield Button("Stop it and quit", id="stop", variant="warning")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(str(event.button.id))
+
+    def action_stay(self) -> None:
+        self.dismiss("stay")
