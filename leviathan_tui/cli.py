@@ -69,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(render, suppress=True)
     render.add_argument("--out", type=Path, required=True, metavar="DIR")
+    plan = sub.add_parser(
+        "plan", help="print where Leviathan would act and what it would do (reads only)"
+    )
+    _common(plan, suppress=True)
+    plan.add_argument(
+        "--machine", type=Path, metavar="FILE", help="with --dry-run: the node's disks"
+    )
+    stop = sub.add_parser(
+        "stop", help="stop Leviathan's helper pods and the detached build (the Deployment stays)"
+    )
+    _common(stop, suppress=True)
     status = sub.add_parser("status", help="show the saved session's steps")
     _common(status, suppress=True)
     reset = sub.add_parser("reset", help="forget the saved session")
@@ -107,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "render":
             return commands.cmd_render(args)
+        if args.command == "plan":
+            return commands.cmd_plan(args)
+        if args.command == "stop":
+            return commands.cmd_stop(args)
         if args.command == "status":
             return commands.cmd_status(args)
         if args.command == "reset":

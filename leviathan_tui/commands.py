@@ -169,18 +169,112 @@ def cmd_run(args: argparse.Namespace) -> int:
             return run_headless(runner, events, only)
         from leviathan_tui.app import run_app
 
-        return run_app(
+        command = resume_command(args)
+        code = run_app(
             config=config,
             state=state,
             backends=backends,
             only=only,
             directory=directory,
             dry_run=args.dry_run,
+            resume_command=command,
         )
+        print(exit_line(state, config, args.dry_run, command))
+        return code
     finally:
         if backends is not None:
             backends.close()
         lock.release()
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that runs this session again, as it was started."""
+    import shlex
+
+    parts = ["leviathan"]
+    if args.dry_run:
+        parts.append("--dry-run")
+    if args.config:
+        parts += ["--config", str(args.config)]
+    if args.state_dir:
+        parts += ["--state-dir", str(args.state_dir)]
+    if getattr(args, "machine", None):
+        parts += ["--machine", str(args.machine)]
+    if args.only:
+        parts += ["--only", args.only]
+    return shlex.join(parts)
+
+
+def exit_line(state: Any, config: Any, dry_run: bool, command: str) -> str:
+    """One line after the TUI: what is done, what still runs, how to resume."""
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.phases.stop import still_running
+
+    steps = all_steps()
+    done = sum(1 for s in steps if state.status(s.id) in ("done", "skipped"))
+    if done == len(steps):
+        return f"leviathan: all {done} steps done; run `{command}` again to check them"
+    running = still_running(state, config, dry_run)
+    goes_on = f"; still running: {', '.join(running)}" if running else ""
+    return f"leviathan: {done} of {len(steps)} steps done{goes_on}; resume with: {command}"
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The plan screen's lines, headless; reads only (a dry run uses a throw-away world)."""
+    import tempfile
+
+    from leviathan_tui.phases.survey import survey
+
+    config, _ = load_settings(args)
+    if args.dry_run:
+        from leviathan_tui.dryrun import dry_backends
+
+        kept = state_dir(args) / "world" / "world.json"
+        scratch = None if kept.exists() else tempfile.TemporaryDirectory()
+        where = state_dir(args) if scratch is None else Path(scratch.name)
+        backends = dry_backends(config, where, load_machine(args), speed=dry_run_speed())
+    else:
+        from leviathan_tui.backends import real_backends
+
+        backends = real_backends(config)
+        scratch = None
+    marks = {"ok": "ok", "info": "  ", "warn": "! ", "error": "✘ "}
+    worst = "ok"
+    try:
+        for line in survey(config, backends, args.dry_run):
+            print(f"{marks[line.level]:<3}{line.topic:<11} {line.text}")
+            if line.fix:
+                print(f"{'':15}→ {line.fix}")
+            if line.level == "error":
+                worst = "error"
+    finally:
+        backends.close()
+        if scratch is not None:
+            scratch.cleanup()
+    if worst == "error":
+        sys.stderr.write(
+            "leviathan: parts of the plan cannot be read (✘); the run would stop there\n"
+        )
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop and remove Leviathan's helper pods and the detached build; the Deployment stays."""
+    from leviathan_tui.phases.stop import stop_work
+    from leviathan_tui.state import SessionLock, State
+
+    config, _ = load_settings(args)
+    directory = state_dir(args)
+    with SessionLock(directory):
+        state = State.load(directory, read_only=True)
+        backends = make_backends(args, config, directory, None)
+        try:
+            done = stop_work(config, backends, state, lambda line: print(line))
+        finally:
+            backends.close()
+    if not done:
+        print("nothing was running")
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
