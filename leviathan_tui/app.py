@@ -281,6 +281,7 @@ class LeviathanApp(App[int]):
         }
         for line in self.backends.actions[:1]:
             self.log_pane.add("leviathan", line)
+        self.set_interval(0.25, self._check_signals)
         if self.state.has_progress:
             summary = [
                 f"{sid}: {'interrupted' if rec.status == 'running' else rec.status}"
@@ -714,6 +715,16 @@ class LeviathanApp(App[int]):
         items = goes_on_after(running, self.config, self.dry_run)
         self.push_screen(QuitScreen(items, self.resume_command), self._after_quit)
 
+    def _check_signals(self) -> None:
+        from leviathan_tui import signals
+
+        if signals.received() and not self.quitting:
+            self.quitting = "leave"
+            if self.engine_running:
+                self.engine.cancel()
+            else:
+                self.exit(EXIT_INTERRUPTED)
+
     def _after_quit(self, choice: str | None) -> None:
         if choice in ("leave", "stop"):
             self.quitting = choice
@@ -758,6 +769,9 @@ def run_app(
         dry_run=dry_run,
         resume_command=resume_command,
     )
+    from leviathan_tui import signals
+
+    signals.counting()  # the app polls: a SIGTERM stops the steps and leaves, exit 130
     code = app.run()
     state.flush()
     return int(code if code is not None else (app.exit_code or 0))

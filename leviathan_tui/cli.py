@@ -111,9 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from leviathan_tui import signals
+
+    signals.install()  # from the first instruction: a signal is exit 130, never a traceback
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        signals.counting()  # a second signal while we say so changes nothing
+        sys.stderr.write(
+            "leviathan: interrupted; the session is saved — run the same command to resume\n"
+        )
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from leviathan_tui import commands
-    from leviathan_tui.errors import EXIT_INTERRUPTED, LeviathanError
+    from leviathan_tui.errors import LeviathanError
 
     try:
         if args.command == "render":
@@ -132,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     except LeviathanError as err:
         sys.stderr.write(f"leviathan: {err}\n")
         return err.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("leviathan: interrupted\n")
-        return EXIT_INTERRUPTED
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -243,16 +243,19 @@ class BuildConfig(Section):
         "v0.4.1",
         description="KTransformers git ref; v0.4.1 is the last tag with ktransformers.server.main",
     )
-    torch_cuda_arch_list: str = Field("9.0a 10.0", description="TORCH_CUDA_ARCH_LIST")
+    torch_cuda_arch_list: str = Field(
+        "auto",
+        description="TORCH_CUDA_ARCH_LIST; auto: the node's GPUs (GPU Feature Discovery labels), asked when unknown",
+    )
     enable_deepgemm: int = Field(
         1,
         ge=0,
         le=1,
         description="ENABLE_DEEPGEMM (kept from the plan; KTransformers v0.4.1 does not read it)",
     )
-    cpu_instruct: Literal["NATIVE", "FANCY", "AVX512", "AVX2"] = Field(
-        "AVX512",
-        description="CPU_INSTRUCT; NATIVE would target the build host's CPU, not the node's",
+    cpu_instruct: Literal["auto", "FANCY", "AVX512", "AVX2"] = Field(
+        "auto",
+        description="CPU_INSTRUCT; auto: the best preset the node's CPU runs (NATIVE would target the build host)",
     )
     builder: Literal["docker", "podman", "buildah"] = Field(
         "docker", description="builder command on the build host"

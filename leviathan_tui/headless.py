@@ -9,7 +9,8 @@ import threading
 import time
 from typing import Any, TextIO
 
-from leviathan_tui.errors import EXIT_INTERRUPTED
+from leviathan_tui import signals
+from leviathan_tui.errors import EXIT_INTERRUPTED, LeviathanError
 from leviathan_tui.events import (
     Event,
     Explanation,
@@ -167,32 +168,42 @@ def run_headless(
             events.put(RunFinished("", 1, f"internal error: {type(exc).__name__}: {exc}"))
 
     thread = threading.Thread(target=drive, name="engine", daemon=True)
+    signals.counting()  # from here a signal is a request to stop, polled below
     thread.start()
-    interrupted = 0
+    seen = signals.received()
+    stopping = False
     while True:
+        now = signals.received()
+        if now > seen and not stopping:
+            stopping = True
+            err.write(
+                f"interrupted ({signals.name()}): stopping the running steps and saving the session "
+                "(again to quit at once)\n"
+            )
+            engine.cancel()
+        elif now > seen + 1:
+            engine.cancel()
+            _flush_quietly(engine)
+            err.write("interrupted again: quitting now; the session is saved\n")
+            return EXIT_INTERRUPTED
         try:
-            event = events.get(timeout=0.2)
+            event = events.get(timeout=0.1)
         except queue.Empty:
             if not thread.is_alive() and events.empty():
                 break
             continue
-        except KeyboardInterrupt:
-            interrupted += 1
-            if interrupted == 1:
-                err.write(
-                    "interrupted: stopping the running steps and saving the session (Ctrl-C again to quit at once)\n"
-                )
-                engine.cancel()
-                continue
-            engine.state.flush()
-            return EXIT_INTERRUPTED
-        try:
-            printer.handle(event)
-        except KeyboardInterrupt:
-            interrupted += 1
-            engine.cancel()
+        printer.handle(event)
         if isinstance(event, RunFinished):
             break
     thread.join(timeout=5)
     printer.diagnostics()
+    if stopping:
+        return EXIT_INTERRUPTED
     return result.get("code", 1)
+
+
+def _flush_quietly(engine: Runner) -> None:
+    try:
+        engine.state.flush()
+    except LeviathanError as err:
+        sys.stderr.write(f"leviathan: {err.message}\n")

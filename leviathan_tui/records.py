@@ -199,6 +199,7 @@ class BuildJob(Record):
     build_id: str
     remote_dir: str
     log_lines: int = 0
+    build_args: tuple[tuple[str, str], ...] = ()  # chosen for the node: arch list, CPU, distro
 
 
 @dataclass(frozen=True)

@@ -222,15 +222,14 @@ class Runner:
             for cls in step.publishes:
                 self._publishers[cls] = step.id
         self.needs: dict[str, tuple[str, ...]] = {}
+        self.outside: dict[str, tuple[type[Record], ...]] = {}  # read, published by no step here
         for step in self.steps:
             needs: list[str] = []
             for cls in step.reads(config):
                 owner = self._publishers.get(cls)
                 if owner is None:
-                    raise ValueError(
-                        f"step {step.id} reads {cls.__name__}, which no step publishes"
-                    )
-                if owner != step.id and owner not in needs:
+                    self.outside[step.id] = (*self.outside.get(step.id, ()), cls)
+                elif owner != step.id and owner not in needs:
                     needs.append(owner)
             self.needs[step.id] = tuple(needs)
 
@@ -253,8 +252,22 @@ class Runner:
                 seen.append(step.phase)
         return seen
 
+    def _check_outside(self, steps: list[Step]) -> None:
+        """Records no step of this run publishes must already be in the session."""
+        for step in steps:
+            absent = [
+                c.__name__ for c in self.outside.get(step.id, ()) if self.state.get(c) is None
+            ]
+            if absent:
+                raise UsageError(
+                    f"{step.id} reads {', '.join(absent)}, which no step of this run publishes "
+                    "and the session does not hold",
+                    "run the whole bring-up (without --only), or the phases that produce them first",
+                )
+
     def select(self, only: Iterable[str] | None) -> list[Step]:
         if only is None:
+            self._check_outside(self.steps)
             return list(self.steps)
         wanted = {p.strip() for p in only}
         if not wanted or "" in wanted:
@@ -267,6 +280,7 @@ class Runner:
                 f"--only: unknown phase {', '.join(sorted(unknown))}; phases are {', '.join(self.phases)}"
             )
         chosen = [s for s in self.steps if s.phase in wanted]
+        self._check_outside(chosen)
         chosen_ids = {s.id for s in chosen}
         missing = sorted(
             {

@@ -81,12 +81,53 @@ def push(args: list[str]) -> int:
     return 0
 
 
+BASE_IMAGE_FILES = {  # the simulated base image: what a CUDA 12.8 PyTorch image on Ubuntu holds
+    "etc/os-release": 'PRETTY_NAME="Ubuntu 22.04.5 LTS"\nNAME="Ubuntu"\nVERSION_ID="22.04"\nID=ubuntu\n',
+    "usr/local/cuda/version.json": '{"cuda": {"name": "CUDA SDK", "version": "12.8.1"}}\n',
+}
+
+
+def base_image_root() -> Path:
+    root = Path(os.environ["LEVIATHAN_DRY_WORLD"]) / "build-host" / "base-image"
+    for name, text in BASE_IMAGE_FILES.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def copy_out(args: list[str]) -> int:
+    """`cp CONTAINER:PATH -`: the file as a tar stream, as docker and podman write it."""
+    import io
+    import tarfile
+
+    source = next((a for a in args if ":" in a), "")
+    path = base_image_root() / source.partition(":")[2].lstrip("/")
+    if not path.is_file():
+        print(f"Error: no such file in the image: {source}", file=sys.stderr)
+        return 1
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(path, arcname=path.name)
+    sys.stdout.buffer.write(buffer.getvalue())
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    simple = {
+        "create": lambda rest: print("dry-run-container") or 0,
+        "from": lambda rest: print("dry-run-container") or 0,
+        "mount": lambda rest: print(base_image_root()) or 0,
+        "cp": copy_out,
+        "rm": lambda rest: 0,
+        "umount": lambda rest: 0,
+    }
     for index, arg in enumerate(argv):  # global flags (e.g. --storage-driver vfs) come first
         if arg == "build":
             return build(argv[index + 1 :])
         if arg == "push":
             return push(argv[index + 1 :])
+        if arg in simple:
+            return simple[arg](argv[index + 1 :])
     print(f"dry-run builder: {' '.join(argv) or 'nothing'} is not simulated", file=sys.stderr)
     return 0
 

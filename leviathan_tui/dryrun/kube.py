@@ -140,8 +140,8 @@ class DryKube:
         command = list(container["command"]) + list(container.get("args") or [])
         self._do(f"would create pod {name}: {shlex.join(command)}")
         mapping = self._local_paths(manifest)
-        module = command[2].rsplit(".", 1)[-1]
-        local_args = [self._map(arg, mapping) for arg in command[3:]]
+        module = command[3]  # python3 -m leviathan_tui.agent.bootstrap MODULE ARGS...
+        local_args = [self._map(arg, mapping) for arg in command[4:]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
         for item in container.get("env", []):
             if "value" in item:

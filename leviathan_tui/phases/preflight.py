@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from leviathan_tui.errors import StepError
+from leviathan_tui.phases.talos_patch import announce_patch
 from leviathan_tui.records import Gpu, NodeFacts
 from leviathan_tui.render.manifests import namespace
 from leviathan_tui.runner import Step, StepContext
@@ -106,6 +107,7 @@ class NodePreflightStep(Step):
                 "warn",
             )
         ctx.publish(facts)
+        announce_patch(ctx, facts, None)  # the kubelet mount is needed before the storage phase
         message = kube.ensure_namespace(namespace(ctx.config))
         ctx.log(message, "warn" if "added" in message else "info")
         return f"{name} Ready ({node.os_image or 'unknown OS'}), namespace {ctx.config.cluster.namespace} allows privileged pods"

@@ -16,7 +16,7 @@ from leviathan_tui.agent.lsblk import BlockDevice, assess, signatures
 from leviathan_tui.errors import GoBack, RefusedAnswer, StepError
 from leviathan_tui.events import Choice, DeviceFacts, Question
 from leviathan_tui.phases.agent_pod import run_agent
-from leviathan_tui.phases.talos_patch import talos_patch_file
+from leviathan_tui.phases.talos_patch import announce_patch, talos_patch_file
 from leviathan_tui.records import DataDisk, ModelPlan, MountProof, NodeDisks, NodeFacts
 from leviathan_tui.render.manifests import agent_pod, host_check_pod
 from leviathan_tui.runner import Step, StepContext
@@ -266,6 +266,7 @@ class FormatStep(Step):
             formatted=bool(result.get("formatted")),
         )
         ctx.publish(disk)
+        announce_patch(ctx, ctx.get(NodeFacts), disk)  # now pinned to this disk's serial
         formatted = (
             "formatted and mounted" if disk.formatted else "mounted (already ours, not formatted)"
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from leviathan_tui.config import Config
 from leviathan_tui.inference import engine_spec
 from leviathan_tui.render.dockerfile import DOCKERFILE_NAME, dockerfile_text
@@ -14,7 +16,11 @@ from leviathan_tui.render.manifests import (
     namespace,
     service,
 )
-from leviathan_tui.render.talos import talos_registry_patch, talos_storage_patch
+from leviathan_tui.render.talos import (
+    talos_registry_patch,
+    talos_storage_patch,
+    talosctl_command,
+)
 
 
 def render_all(config: Config, *, digest: str | None = None) -> dict[str, str]:
@@ -27,9 +33,11 @@ def render_all(config: Config, *, digest: str | None = None) -> dict[str, str]:
         "leviathan-service.yaml": dump(service(config)),
         DOCKERFILE_NAME: dockerfile_text(config),
     }
-    why_old, patch_old = talos_storage_patch(config, (1, 9))
-    why_new, patch_new = talos_storage_patch(config, (1, 10))
-    out["talos-storage-patch-1.9.yaml"] = f"# {why_old}\n{patch_old}"
-    out["talos-storage-patch-1.10.yaml"] = f"# {why_new}\n{patch_new}"
+    for version in ((1, 9), (1, 10), (1, 11)):
+        name = f"talos-storage-patch-{version[0]}.{version[1]}.yaml"
+        why, patch = talos_storage_patch(config, version)
+        header = textwrap.fill(why, 98, initial_indent="# ", subsequent_indent="# ")
+        apply = talosctl_command(config.cluster.node_name, name)
+        out[name] = f"{header}\n# Apply: {apply}\n{patch}"
     out["talos-registry-patch.yaml"] = talos_registry_patch(config)
     return out

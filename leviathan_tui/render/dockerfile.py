@@ -89,6 +89,46 @@ def build_command(config: Config, overrides: dict[str, str] | None = None) -> st
     return " ".join(parts)
 
 
+PROBED_FILES = ("/etc/os-release", "/usr/local/cuda/version.json", "/usr/local/cuda/version.txt")
+
+
+def base_image_probe_command(config: Config) -> str:
+    """Prints the base image's distribution and CUDA files, read without running the image:
+    `==> PATH` then the file, for each of PROBED_FILES (docker/podman create + cp; buildah mount),
+    then the build host's CPU flags after `==> cpu flags`."""
+    b = _builder(config)
+    image = shlex.quote(config.build.base_image)
+    if config.build.builder == "buildah":
+        read = (
+            f'ctr=$({b} from --pull=missing {image}) && mnt=$({b} mount "$ctr") && '
+            + " ".join(f'echo "==> {f}"; cat "$mnt{f}" 2>/dev/null; echo;' for f in PROBED_FILES)
+            + f' {b} umount "$ctr" >/dev/null; {b} rm "$ctr" >/dev/null'
+        )
+    else:
+        read = (
+            f"cid=$({b} create {image} true) && "
+            + " ".join(
+                f'echo "==> {f}"; {b} cp "$cid:{f}" - 2>/dev/null | tar -xO 2>/dev/null; echo;'
+                for f in PROBED_FILES
+            )
+            + f' {b} rm -f "$cid" >/dev/null'
+        )
+    return f"{read}; echo '==> cpu flags'; grep -m1 -E '^(flags|Features)' /proc/cpuinfo"
+
+
+def parse_probe(output: str) -> dict[str, str]:
+    """`==> NAME` sections of base_image_probe_command's output."""
+    sections: dict[str, str] = {}
+    current = ""
+    for line in output.splitlines():
+        if line.startswith("==> "):
+            current = line[4:].strip()
+            sections[current] = ""
+        elif current:
+            sections[current] += line + "\n"
+    return sections
+
+
 def push_command(config: Config) -> str:
     image = shlex.quote(config.image_ref)
     if config.build.builder == "docker":

@@ -86,6 +86,11 @@ def _set_agent_volume(pod: dict[str, Any], config: Config, configmap: dict[str, 
             volume["hostPath"]["path"] = config.storage.host_mount
 
 
+def agent_command(module: str, args: list[str]) -> list[str]:
+    """The agent, started through the bootstrap that installs what a stock image lacks."""
+    return ["python3", "-m", "leviathan_tui.agent.bootstrap", module, *args]
+
+
 def agent_pod(
     config: Config,
     name: str,
@@ -102,7 +107,7 @@ def agent_pod(
     pod["spec"]["nodeName"] = config.cluster.node_name
     container = pod["spec"]["containers"][0]
     container["image"] = config.storage.agent_image
-    container["command"] = ["python3", "-m", f"leviathan_tui.agent.{module}", *args]
+    container["command"] = agent_command(module, args)
     if env:
         container["env"].extend(env)
     _set_agent_volume(pod, config, agent_configmap(config))
@@ -115,15 +120,9 @@ def host_check_pod(config: Config, marker: str) -> dict[str, Any]:
     pod["spec"]["nodeName"] = config.cluster.node_name
     container = pod["spec"]["containers"][0]
     container["image"] = config.storage.agent_image
-    container["command"] = [
-        "python3",
-        "-m",
-        "leviathan_tui.agent.hostcheck",
-        "--path",
-        config.storage.pod_mount,
-        "--marker",
-        marker,
-    ]
+    container["command"] = agent_command(
+        "hostcheck", ["--path", config.storage.pod_mount, "--marker", marker]
+    )
     _set_agent_volume(pod, config, agent_configmap(config))
     return pod
 

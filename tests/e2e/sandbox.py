@@ -41,6 +41,13 @@ LABEL ktransformers.ref=${KTRANSFORMERS_REF}
 """
 
 HF_TOKEN = "hf_sandboxSECRETtoken0123456789"
+GFD_LABELS = {
+    "nvidia.com/gpu.product": "NVIDIA-RTX-PRO-6000-Blackwell-Workstation-Edition",
+    "nvidia.com/gpu.memory": "97887",
+    "nvidia.com/gpu.count": "1",
+    "nvidia.com/gpu.compute.major": "12",
+    "nvidia.com/gpu.compute.minor": "0",
+}
 NODE = "sandbox-node"
 
 
@@ -144,6 +151,9 @@ class Sandbox:
         self.kube.workdir.mkdir()
         self.node_port = free_node_port()
         self.kube.add_node(NODE, ip="127.0.0.1", memory="768Gi")
+        self.kube.nodes[-1]["metadata"]["labels"].update(
+            GFD_LABELS
+        )  # the node's GPU, as GFD reports it
         self.kube.secrets[("ai-workloads", "hf-token")] = {"token": HF_TOKEN}
         self.kube.start()
         self.hub = HubStandIn()

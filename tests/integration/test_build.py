@@ -17,7 +17,7 @@ from leviathan_tui.config import Config
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases.build import BuildImageStep, PushImageStep
-from leviathan_tui.records import ImageRef
+from leviathan_tui.records import Gpu, ImageRef, NodeDisks, NodeFacts
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.runner import Runner
 from leviathan_tui.state import State
@@ -97,10 +97,31 @@ def make_config(
     )
 
 
+def node_records(state: State, compute: str | None = "12.0", flags: str = "") -> None:
+    """What the preflight and the probe would have published: the node's GPU and CPU."""
+    labels = {"nvidia.com/gpu.product": "NVIDIA-RTX-PRO-6000", "nvidia.com/gpu.count": "1"}
+    gpus = (Gpu("NVIDIA-RTX-PRO-6000", 1, 97887, compute),) if compute else ()
+    state.publish(
+        "preflight.node",
+        NodeFacts(
+            "gpu-0", True, "Talos (v1.11.2)", "", "", 64.0, 2**39, 1, gpus, tuple(labels.items())
+        ),
+    )
+    cpu = (
+        flags
+        or Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split(":", 1)[1].splitlines()[0]
+    )
+    state.publish("storage.probe", NodeDisks((), tuple(cpu.split()), "test CPU"))
+
+
 class Run:
-    def __init__(self, tmp_path: Path, config: Config, answers: dict[str, str]) -> None:
+    def __init__(
+        self, tmp_path: Path, config: Config, answers: dict[str, str], compute: str | None = "12.0"
+    ) -> None:
         self.events: list = []
         self.state = State.load(tmp_path / "state")
+        if self.state.get(NodeFacts) is None:
+            node_records(self.state, compute)
         self.engine = Runner(
             [BuildImageStep(), PushImageStep()],
             config=config,
@@ -278,3 +299,72 @@ def test_registry_down_at_push_then_resume(host, tmp_path: Path) -> None:
     assert builds(shim) == builds_before  # the image was not built again
     assert again.state.get(ImageRef).digest == manifest_digest(registry, "omni/engine", "regdown")
     assert json.dumps(again.state.to_json())
+
+
+def make_base_image(tmp_path: Path, name: str, os_release: str, cuda: str) -> str:
+    """A base image on the build host holding only the files Leviathan reads from it."""
+    root = tmp_path / f"rootfs-{name}"
+    (root / "etc").mkdir(parents=True)
+    (root / "usr/local/cuda").mkdir(parents=True)
+    (root / "etc/os-release").write_text(os_release)
+    (root / "usr/local/cuda/version.json").write_text(f'{{"cuda": {{"version": "{cuda}"}}}}')
+    buildah = ["buildah", "--storage-driver", "vfs"]
+    ctr = subprocess.run(
+        [*buildah, "from", "scratch"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run([*buildah, "copy", ctr, str(root), "/"], check=True, capture_output=True)
+    image = f"localhost/leviathan-test-base:{name}"
+    subprocess.run([*buildah, "commit", "-q", ctr, image], check=True, capture_output=True)
+    subprocess.run([*buildah, "rm", ctr], check=True, capture_output=True)
+    return image
+
+
+def test_a_base_cuda_too_old_for_the_nodes_gpu_is_refused_before_building(
+    host, tmp_path: Path
+) -> None:
+    sshd, registry, shim = host
+    before = builds(shim)
+    config = make_config(tmp_path, sshd, registry, tag="oldcuda")
+    config.build.base_image = make_base_image(
+        tmp_path,
+        "cuda121",
+        'ID=ubuntu\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.4 LTS"\n',
+        "12.1.1",
+    )
+    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)}, compute="12.0")
+    assert run.go() == EXIT_STEP_FAILED
+    failure = run.failures()[0]
+    assert "CUDA 12.1, which cannot build 12.0" in failure.error and "12.8" in failure.error
+    assert builds(shim) == before  # refused before anything was built
+
+
+def test_the_build_targets_the_nodes_gpu_cpu_and_the_bases_distribution(
+    host, tmp_path: Path
+) -> None:
+    sshd, registry, shim = host
+    config = make_config(tmp_path, sshd, registry, tag="noble")
+    config.build.base_image = make_base_image(
+        tmp_path,
+        "noble",
+        'ID=ubuntu\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.1 LTS"\n',
+        "12.8.1",
+    )
+    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)}, compute="12.0")
+    assert run.go() == EXIT_OK, run.failures()
+    calls = (shim / "builder-calls.log").read_text().splitlines()
+    build = next(line for line in reversed(calls) if " build " in f" {line} ")
+    assert "TORCH_CUDA_ARCH_LIST=12.0+PTX" in build and "LIBAIO_PACKAGE=libaio1t64" in build
+    assert "TARGET_MARCH=x86-64-v" in build and "CPU_INSTRUCT=" in build
+    assert any("Ubuntu 24.04.1 LTS, CUDA 12.8" in line for line in run.log("build.image"))
+
+
+def test_without_gpu_labels_the_architecture_is_a_question(host, tmp_path: Path) -> None:
+    sshd, registry, _ = host
+    config = make_config(tmp_path, sshd, registry, tag="nolabels")
+    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)}, compute=None)
+    assert run.go() == EXIT_UNANSWERED
+    assert "build.gpu_arch" in run.failures()[0].error
+    answered = Run(tmp_path, config, {"build.gpu_arch": "9.0a 10.0"}, compute=None)
+    assert answered.go() == EXIT_OK, answered.failures()
+    calls = (registry_calls := (host[2] / "builder-calls.log").read_text())
+    assert "TORCH_CUDA_ARCH_LIST=9.0a 10.0" in calls, registry_calls[-500:]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,76 @@ def test_a_second_disk_agent_on_the_same_mountpoint_is_refused_naming_the_holder
         )
     assert code == 3 and f"pid {os.getpid()}" in out
     assert mkfs_calls(tmp_path) == 0
+
+
+def test_the_bootstrap_installs_what_a_stock_image_lacks_then_runs_the_agent(
+    tmp_path: Path,
+) -> None:
+    """A plain python image has neither xfsprogs nor huggingface_hub: the bootstrap installs the
+    missing Debian packages with apt-get (here a stand-in that records its call) before the agent."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "apt-calls"
+    (bin_dir / "apt-get").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "apt-get").chmod(0o755)
+    for tool in ("lsblk", "blkid", "stat"):  # present; mkfs.xfs, findmnt and mount are not
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = run_env(PATH=str(bin_dir))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leviathan_tui.agent.bootstrap",
+            "disk",
+            "--device",
+            "/dev/none",
+            "--serial",
+            "",
+            "--size",
+            "1",
+            "--label",
+            "leviathan",
+            "--mountpoint",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    installed = calls.read_text().splitlines()
+    assert (
+        installed[0].startswith("update")
+        and "xfsprogs" in installed[1]
+        and "util-linux" in installed[1]
+    )
+    assert "INSTALLING" in proc.stdout
+    assert '"status":"refused"' in proc.stdout  # then the agent itself ran: no such device
+    (bin_dir / "apt-get").unlink()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leviathan_tui.agent.bootstrap",
+            "disk",
+            "--device",
+            "/dev/none",
+            "--serial",
+            "",
+            "--size",
+            "1",
+            "--label",
+            "l",
+            "--mountpoint",
+            str(tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 1
+        and "has no apt-get" in proc.stdout
+        and "storage.agent_image" in proc.stdout
+    )

@@ -109,17 +109,46 @@ def test_llamacpp_engine_uses_first_shard_and_cpu_moe() -> None:
     validate(deployment(c, spec=spec), OLDEST)
 
 
-def test_talos_patch_follows_the_version() -> None:
-    c = Config()
-    why, patch = talos_storage_patch(c, (1, 9))
-    doc = yaml.safe_load(patch)
-    assert doc["machine"]["kubelet"]["extraMounts"][0]["options"] == ["bind", "rshared", "rw"]
-    why, patch = talos_storage_patch(c, (1, 10), "S64HNE0R812345")
-    doc = yaml.safe_load(patch)
+def _docs(patch: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(patch) if d]
+
+
+@pytest.mark.parametrize("version", [(1, 9), (1, 10), None])
+def test_talos_up_to_1_10_gets_the_kubelet_mount_and_says_what_a_reboot_needs(version) -> None:
+    """siderolabs/talos: 1.9 binds no /var/mnt into the kubelet, 1.10 binds it read-only
+    (kubelet.go); UserVolumeConfig never adopts a whole-disk XFS (volumes/disk.go)."""
+    why, patch = talos_storage_patch(Config(), version, "S64HNE0R812345")
+    docs = _docs(patch)
+    assert len(docs) == 1
+    mount = docs[0]["machine"]["kubelet"]["extraMounts"][0]
+    assert mount["destination"] == "/var/mnt" and mount["options"] == ["bind", "rshared", "rw"]
+    assert "UserVolumeConfig" not in patch and "transport" not in patch  # never "any NVMe"
+    assert "does not survive a reboot" in why and "leviathan --only storage" in why
+
+
+def test_talos_1_11_gets_an_existing_volume_pinned_to_our_filesystem_and_disk() -> None:
+    """ExistingVolumeConfig (v1.11.0+): a CEL selector over volume.* and disk.*, mounted at
+    /var/mnt/<name> (volume_config.go handleExistingVolumeConfig), never formatting."""
+    why, patch = talos_storage_patch(Config(), (1, 11), "S64HNE0R812345")
+    kubelet, volume = _docs(patch)
+    assert kubelet["machine"]["kubelet"]["extraMounts"][0]["options"] == ["bind", "rshared", "rw"]
+    assert volume["kind"] == "ExistingVolumeConfig" and volume["name"] == "data"
+    match = volume["discovery"]["volumeSelector"]["match"]
     assert (
-        doc["kind"] == "UserVolumeConfig"
-        and "S64HNE0R812345" in doc["provisioning"]["diskSelector"]["match"]
+        match
+        == 'volume.name == "xfs" && volume.label == "leviathan" && disk.serial == "S64HNE0R812345"'
     )
+    assert volume["mount"] == {"readOnly": False}
+    assert "every boot" in why and "never formats" in why
+    _, later = talos_storage_patch(Config(), (1, 12))
+    assert 'volume.label == "leviathan"' in later  # before a disk is chosen: our label alone
+
+
+def test_an_existing_volume_needs_the_mount_under_var_mnt() -> None:
+    c = Config.model_validate({"storage": {"host_mount": "/srv/models"}})
+    why, patch = talos_storage_patch(c, (1, 11), "S1")
+    assert "ExistingVolumeConfig" not in patch and "not /var/mnt/<name>" in why
+    assert _docs(patch)[0]["machine"]["kubelet"]["extraMounts"][0]["source"] == "/srv"
 
 
 def test_render_all_in_process_matches_dockerfile_asset() -> None:

@@ -113,9 +113,12 @@ def test_needs_follow_from_the_records_a_step_reads(tmp_path: Path) -> None:
     assert [r.by for r in c.seen] == ["b"]  # the typed accessor hands over b's record
 
 
-def test_a_record_nobody_publishes_is_refused_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="reads MadeZ, which no step publishes"):
-        make([Timed("b", ("z",))], tmp_path)
+def test_a_record_no_step_publishes_must_already_be_in_the_session(tmp_path: Path) -> None:
+    runner, _ = make([Timed("b", ("z",))], tmp_path)
+    with pytest.raises(UsageError, match="reads MadeZ, which no step of this run publishes"):
+        runner.run()
+    runner.state.publish("elsewhere", record_type("z")("elsewhere"))
+    assert runner.run() == EXIT_OK
 
 
 def test_reads_may_depend_on_the_config(tmp_path: Path) -> None:
