@@ -162,6 +162,7 @@ def test_summary_screen(snap_compare, size) -> None:
 def main_app(tmp_path: Path, phase: str):
     app = make_app(tmp_path / "fixed", config=Config())
     app.show_plan = lambda: None  # the layout alone, before any (timing-dependent) event
+    app.backends.actions.clear()  # the world's path differs from run to run
     app.sub_title = "DRY RUN — nothing real is touched"
 
     async def fill(pilot) -> None:
