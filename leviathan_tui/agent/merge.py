@@ -1,5 +1,6 @@
 """Merge a split GGUF into one file for vLLM, whose in-tree GGUF loader reads a single file.
-Runs in a pod whose image has llama.cpp's `llama-gguf-split` (the `full` image keeps it in /app).
+Runs in a pod whose image has llama.cpp's `llama-gguf-split` (the `full` image keeps it in /app;
+`Node.merge_gguf` runs it).
 
 `--first-shard PATH --out PATH [--reserve BYTES]`
 
@@ -17,8 +18,6 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 from typing import Any
 
@@ -26,8 +25,6 @@ from leviathan_tui.agent._emit import emit, milestone, result
 from leviathan_tui.agent.node import current
 
 SHARD = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
-TOOL = "llama-gguf-split"
-IMAGE_TOOL_DIR = "/app"  # where llama.cpp's images keep their binaries (.devops/*.Dockerfile)
 
 
 def shard_paths(first: str) -> list[str] | None:
@@ -40,14 +37,6 @@ def shard_paths(first: str) -> list[str] | None:
         os.path.join(directory, f"{match['prefix']}-{i:05d}-of-{count:05d}.gguf")
         for i in range(1, count + 1)
     ]
-
-
-def find_tool() -> str | None:
-    found = shutil.which(TOOL)
-    if found:
-        return found
-    candidate = os.path.join(IMAGE_TOOL_DIR, TOOL)
-    return candidate if os.access(candidate, os.X_OK) else None
 
 
 def identity(paths: list[str]) -> list[dict[str, Any]]:
@@ -74,25 +63,6 @@ def write_done(marker: str, shards: list[dict[str, Any]]) -> None:
     os.replace(marker + ".tmp", marker)
 
 
-def merge(tool: str, first: str, partial: str) -> tuple[int, list[str]]:
-    """Run the merge; every output line goes to the log as it comes."""
-    tail: list[str] = []
-    proc = subprocess.Popen(
-        [tool, "--merge", first, partial],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.replace("\033[3D", "").rstrip()
-        if line:
-            tail = (tail + [line])[-10:]
-            emit("log", line=line)
-    return proc.wait(), tail
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="leviathan-merge", description=__doc__)
     parser.add_argument("--first-shard", required=True)
@@ -109,22 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return result("refused", f"shards missing beside the first: {', '.join(missing)}")
     shards = identity(paths)
-    total = sum(s["size"] for s in shards)
+    node = current()
+    total = sum(node.file_size(p) for p in paths)
     marker = args.out + ".done"
     done = read_done(marker)
     if os.path.isfile(args.out) and isinstance(done, dict) and done.get("shards") == shards:
         milestone(f"ALREADY MERGED {args.out}")
-        return result("done", path=args.out, bytes=os.path.getsize(args.out), merged=False)
+        return result("done", path=args.out, bytes=node.file_size(args.out), merged=False)
 
-    tool = find_tool()
-    if tool is None:
-        return result("failed", f"{TOOL} is in neither PATH nor {IMAGE_TOOL_DIR} of this image")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     partial = args.out + ".partial"
     for stale in (partial, args.out, marker):  # an interrupted or outdated merge starts again
         if os.path.exists(stale):
             os.unlink(stale)
-    free, _ = current().space(os.path.dirname(args.out) or ".")
+    free, _ = node.space(os.path.dirname(args.out) or ".")
     need = total + args.reserve
     emit("space", free=free, need=need, merged=total, reserve=args.reserve)
     if free < need:
@@ -136,16 +104,22 @@ def main(argv: list[str] | None = None) -> int:
             need=need,
         )
     milestone(f"MERGING {len(paths)} shards into {args.out}")
-    code, tail = merge(tool, args.first_shard, partial)
+    tail: list[str] = []
+
+    def on_line(line: str) -> None:
+        tail[:] = (tail + [line])[-3:]
+        emit("log", line=line)
+
+    code = node.merge_gguf(args.first_shard, partial, on_line)
     if code != 0:
         if os.path.exists(partial):
             os.unlink(partial)
-        return result("failed", f"{TOOL} --merge exited {code}: {' | '.join(tail[-3:])}")
+        return result("failed", f"llama-gguf-split --merge exited {code}: {' | '.join(tail)}")
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, args.out)
     write_done(marker, shards)
-    size = os.path.getsize(args.out)
+    size = node.file_size(args.out)
     milestone(f"MERGED {args.out} ({size} bytes)")
     return result("done", path=args.out, bytes=size, merged=True)
 

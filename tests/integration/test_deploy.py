@@ -556,3 +556,18 @@ def test_vllm_merge_refused_when_the_disk_cannot_hold_it(merge_world) -> None:
     assert "deploy.engine llamacpp" in fail.hint
     assert not (w["gguf"].parent / "Q4_K_M-merged" / "DeepSeek-V3-Q4_K_M.gguf").exists()
     assert ("ai-workloads", "leviathan-engine") not in w["kube"].deployments
+
+
+def test_dry_run_vllm_merges_the_shards_with_the_real_merge_agent(tmp_path: Path) -> None:
+    """The dry run's pod runs the real merge agent; only the merge itself is simulated."""
+    done = dry_run(tmp_path, {"engine": "vllm", "gpus": 8, "gpu_memory_gib": 141}, {})
+    # build.dockerfile is missing here: vLLM, like llama.cpp, never waits for the build
+    assert done.returncode == EXIT_STEP_FAILED, done.stdout + done.stderr
+    status = steps_status(tmp_path)
+    assert status["deploy.apply"] == "done" and status["deploy.health"] == "done", status
+    assert "needed (merged file and reserve)" in done.stdout
+    assert ">> MERGED /data/models/deepseek-v3-gguf/Q4_K_M-merged/DeepSeek-V3-Q4_K_M.gguf" in (
+        done.stdout
+    )
+    merged = list((tmp_path / "state" / "dry-run").rglob("Q4_K_M-merged/DeepSeek-V3-Q4_K_M.gguf"))
+    assert len(merged) == 1 and merged[0].stat().st_size > 0
