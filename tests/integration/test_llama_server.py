@@ -25,6 +25,7 @@ from tests.support.llama_cpp import (
     BUILD_TIMEOUT_S,
     LlamaServer,
     free_port,
+    llamacpp_config,
     localize,
     rendered_container,
     start_llama_server,
@@ -144,3 +145,25 @@ def test_n_predict_is_the_reply_length_when_a_request_sets_none(
         assert tokens({"max_tokens": 30}) == (30, "length")  # the request's own limit wins
     finally:
         server.stop()
+
+
+def test_without_load_mode_none_llama_server_asks_for_it(
+    llama_cpp_bin: Path, deepseek_v3_shards: ShardedModel, tmp_path: Path
+) -> None:
+    """Why --load-mode none is rendered: with --cpu-moe and the default mmap, this build warns
+    (`src/llama-model-loader.cpp`) and names the flag; if an upgrade renames it, this fails."""
+    config = llamacpp_config()
+    port = free_port()
+    rendered = rendered_container(config, deepseek_v3_shards.first_shard.name, cpu_infer=2)
+    at = rendered.index("--load-mode")
+    without = rendered[:at] + rendered[at + 2 :]
+    argv = localize(without, llama_cpp_bin, deepseek_v3_shards.folder, port)
+    server = start_llama_server(argv, port, tmp_path / "llama-server.log")
+    try:
+        server.wait_healthy(LOAD_TIMEOUT_S)
+    finally:
+        server.stop()
+    assert (
+        "tensor overrides to CPU are used with mmap enabled - consider using --load-mode none"
+        in server.log()
+    )
