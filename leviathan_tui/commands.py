@@ -166,7 +166,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             runner.select(only)  # validates --only before anything runs
             for line in backends.actions[:1] if args.dry_run else []:
                 sys.stderr.write(f"leviathan: {line}\n")
-            return run_headless(runner, events, only)
+            code = run_headless(runner, events, only)
+            if code == 0:
+                return code
+            return headless_fallback(args, config, state, replay, events, directory, code)
         from leviathan_tui.app import run_app
 
         command = resume_command(args)
@@ -275,6 +278,59 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if not done:
         print("nothing was running")
     return 0
+
+
+def headless_fallback(
+    args: argparse.Namespace,
+    config: Any,
+    state: Any,
+    replay: Any,
+    events: Any,
+    directory: Path,
+    code: int,
+) -> int:
+    """After a failed KTransformers build: deploy llama.cpp instead when the replay file says so
+    (`deploy.fallback_engine: llamacpp`), else say how. Returns the exit code of the run."""
+    from leviathan_tui.headless import run_headless
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.phases.deploy import FALLBACK_ENGINE, FALLBACK_QUESTION, offer_fallback
+    from leviathan_tui.replay import ReplayAnswerer
+    from leviathan_tui.runner import Runner
+
+    fallback = offer_fallback(config, state)
+    if fallback is None:
+        return code
+    answer = replay.answers.get(FALLBACK_QUESTION)
+    if answer is None:
+        sys.stderr.write(f"leviathan: {fallback.hint}\n")
+        return code
+    problem = fallback.question().check(str(answer))
+    if problem:
+        sys.stderr.write(f"leviathan: answer to {FALLBACK_QUESTION} refused: {problem}\n")
+        return code
+    if str(answer) != FALLBACK_ENGINE:
+        return code
+    sys.stderr.write(
+        f"leviathan: {fallback.failed_step} failed; deploying llama.cpp's upstream image instead "
+        f"({FALLBACK_QUESTION}: {answer})\n"
+    )
+    from leviathan_tui.events import LogLine
+
+    backends = make_backends(
+        args, fallback.config, directory, lambda msg: events.put(LogLine("", msg, "warn"))
+    )
+    try:
+        runner = Runner(
+            all_steps(),
+            config=fallback.config,
+            state=state,
+            backends=backends,
+            answerer=ReplayAnswerer(replay),
+            emit=events.put,
+        )
+        return run_headless(runner, events, list(fallback.only))
+    finally:
+        backends.close()
 
 
 def cmd_render(args: argparse.Namespace) -> int:

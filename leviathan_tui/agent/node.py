@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 LSBLK_COLUMNS = (
@@ -100,6 +102,30 @@ class Node:
             ["mount", "-t", "xfs", device, mountpoint], capture_output=True, text=True
         )
         return proc.returncode, (proc.stderr or proc.stdout).strip()
+
+    def file_size(self, path: str) -> int:
+        return os.path.getsize(path)
+
+    def merge_gguf(self, first_shard: str, out: str, on_line: Callable[[str], None]) -> int:
+        """`llama-gguf-split --merge FIRST OUT` (from PATH, or /app in llama.cpp's images); its
+        output lines go to `on_line` as they come. Returns its exit code (127: no such tool)."""
+        tool = shutil.which("llama-gguf-split") or "/app/llama-gguf-split"
+        if not os.access(tool, os.X_OK):
+            on_line("llama-gguf-split is in neither PATH nor /app of this image")
+            return 127
+        proc = subprocess.Popen(
+            [tool, "--merge", first_shard, out],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.replace("\033[3D", "").rstrip()  # gguf-split's cursor moves
+            if line:
+                on_line(line)
+        return proc.wait()
 
     def space(self, path: str) -> tuple[int, int]:
         """(free bytes, filesystem bytes) at `path`."""

@@ -16,7 +16,7 @@ from leviathan_tui.agent.node import install
 from leviathan_tui.dryrun.node import SimulatedNode
 from leviathan_tui.dryrun.world import World
 
-AGENTS = ("probe", "disk", "fetch", "hostcheck")
+AGENTS = ("probe", "disk", "fetch", "hostcheck", "merge")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -146,6 +146,9 @@ class DryKube:
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = self._map(str(item["value"]), mapping)
+        if env.get("PYTHONPATH") == self.config.storage.agent_mount:
+            # the ConfigMap a real pod mounts there holds this Leviathan's agents: so does this
+            env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         env["HOSTNAME"] = name
         logs = self.world.directory / "pods"
         logs.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,24 @@ class SimulatedNode(Node):
             data["formats"].append({"device": device, "label": label, "force": force})
         return 0, f"meta-data={device} (simulated: mkfs.xfs -L {label} {device} recorded)"
 
+    def file_size(self, path: str) -> int:
+        return os.path.getsize(path) * SCALE  # the dry download wrote one byte for every SCALE
+
+    def merge_gguf(self, first_shard: str, out: str, on_line: Any) -> int:
+        """The shards (the dry download's scaled-down bytes) end to end: a file of the merged
+        size, so the disk's free space counts it; not a GGUF anyone loads."""
+        from leviathan_tui.agent.merge import shard_paths
+
+        paths = shard_paths(first_shard) or [first_shard]
+        with open(out, "wb") as merged:
+            for path in paths:
+                on_line(f"gguf_merge: reading {os.path.basename(path)} (simulated)")
+                with open(path, "rb") as shard:
+                    while chunk := shard.read(1 << 20):
+                        merged.write(chunk)
+        on_line(f"gguf_merge: {out} merged from {len(paths)} split (simulated)")
+        return 0
+
     def mount_xfs(self, device: str, mountpoint: str) -> tuple[int, str]:
         os.makedirs(mountpoint, exist_ok=True)
         with self.world.edit() as data:

@@ -1,18 +1,37 @@
 """Deploy: size the model against the node, apply the Deployment and Service (server-side
-apply), follow the rollout with explanations, then prove health with a real completion."""
+apply), follow the rollout with explanations, then prove health with a real completion and
+measure the service (the serving benchmark).
+
+vLLM reads one GGUF file; before its rollout the shards are merged in a pod on the node.
+After a failed KTransformers build, `offer_fallback` says how to deploy llama.cpp's upstream
+image instead (no build): the front-ends ask `deploy.fallback_engine` and re-run the deploy
+phase with `EngineFallback.config`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from leviathan_tui.backends.http import BadUrl, Deadline, HttpBackend, normalize_base_url
 from leviathan_tui.config import Config
 from leviathan_tui.diagnose import explain_pod
-from leviathan_tui.errors import StepError
+from leviathan_tui.errors import Cancelled, StepError
 from leviathan_tui.estimate import MemoryEstimate, estimate, read_header
-from leviathan_tui.events import Question
-from leviathan_tui.health import check_health
-from leviathan_tui.inference import engine_spec, vllm_fits
+from leviathan_tui.events import Choice, Question
+from leviathan_tui.health import HINT_BAD_URL, HINT_SLOW, complete, wait_alive
+from leviathan_tui.inference import (
+    EngineSpec,
+    engine_spec,
+    merged_gguf_dir,
+    merged_gguf_name,
+    vllm_fits,
+)
+from leviathan_tui.phases.agent_pod import run_agent
 from leviathan_tui.records import (
     Health,
     ImageRef,
@@ -23,14 +42,16 @@ from leviathan_tui.records import (
     Record,
     Rollout,
 )
-from leviathan_tui.render.manifests import deployment, service
+from leviathan_tui.render.manifests import agent_pod, deployment, service
 from leviathan_tui.runner import Step, StepContext
+from leviathan_tui.serving_bench import bench_rows, render_bench, run_bench
 from leviathan_tui.units import human_size
 
+T = TypeVar("T")
 RAM_WARN_FRACTION = 0.9
 
 
-def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | None:
+def memory_estimate(ctx: StepContext, spec: EngineSpec) -> MemoryEstimate | None:
     plan = ctx.get(ModelPlan)
     if plan is None or not plan.gguf:
         return None
@@ -40,13 +61,13 @@ def memory_estimate(ctx: StepContext, experts_in_ram: bool) -> MemoryEstimate | 
         headers.append(read_header(lambda n, p=f.path: hub.head_bytes(p, n)))
     return estimate(
         headers,
-        cache_lens=ctx.config.deploy.cache_lens,
-        experts_in_ram=experts_in_ram,
+        cache_lens=spec.kv_tokens,
+        experts_in_ram=spec.experts_in_ram,
         overhead_bytes=int(ctx.config.deploy.memory_overhead_gib * 2**30),
     )
 
 
-def _spec(ctx: StepContext) -> Any:
+def _spec(ctx: StepContext) -> EngineSpec:
     image = ctx.get(ImageRef) if ctx.config.deploy.engine == "ktransformers" else None
     facts = ctx.get(NodeFacts)
     plan = ctx.get(ModelPlan)
@@ -63,6 +84,25 @@ def rendered(ctx: StepContext, memory_request: int | None) -> tuple[dict[str, An
     return deployment(ctx.config, spec=_spec(ctx), memory_request_bytes=memory_request), service(
         ctx.config
     )
+
+
+def pod_shape(dep: dict[str, Any]) -> dict[str, Any]:
+    """What the engine pod runs and sees, in a form the API server's defaults leave alone."""
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    return {
+        "image": container.get("image"),
+        "command": container.get("command"),
+        "args": container.get("args"),
+        "env": sorted((e["name"], e.get("value")) for e in container.get("env") or []),
+        "mounts": sorted(
+            (m["name"], m["mountPath"], bool(m.get("readOnly")))
+            for m in container.get("volumeMounts") or []
+        ),
+        "host_paths": sorted(
+            (v["name"], v["hostPath"]["path"]) for v in pod.get("volumes") or [] if "hostPath" in v
+        ),
+    }
 
 
 class ApplyStep(Step):
@@ -84,8 +124,8 @@ class ApplyStep(Step):
         dep = ctx.backends.kube.get_deployment(ctx.config.cluster.namespace, ctx.config.deploy.name)
         if dep is None:
             return None
-        container = dep["spec"]["template"]["spec"]["containers"][0]
-        if container.get("image") != spec.image or container.get("args") != spec.args:
+        wanted = deployment(ctx.config, spec=spec)
+        if pod_shape(dep) != pod_shape(wanted):
             return None
         if (
             ctx.backends.kube.get_service(ctx.config.cluster.namespace, ctx.config.deploy.name)
@@ -98,6 +138,8 @@ class ApplyStep(Step):
         spec = _spec(ctx)
         ctx.log(f"engine: {spec.title}" + (f" — {spec.note}" if spec.note else ""))
         memory_request = self._preflight(ctx, spec)
+        if spec.name == "vllm":
+            merge_for_vllm(ctx)
         dep, svc = rendered(ctx, memory_request)
         kube = ctx.backends.kube
         kube.apply(dep)
@@ -121,10 +163,10 @@ class ApplyStep(Step):
 
     _estimate: MemoryEstimate | None = None
 
-    def _preflight(self, ctx: StepContext, spec: Any) -> int | None:
+    def _preflight(self, ctx: StepContext, spec: EngineSpec) -> int | None:
         self._estimate = None
         try:
-            est = memory_estimate(ctx, spec.experts_in_ram)
+            est = memory_estimate(ctx, spec)
         except (StepError, ValueError, OSError) as err:
             ctx.log(
                 f"cannot read the GGUF headers to size the model ({err}); skipping the memory check",
@@ -323,36 +365,253 @@ class HealthStep(Step):
         return None
 
     def run(self, ctx: StepContext) -> str:
-        base = health_base_url(ctx)
+        d = ctx.config.deploy
+        try:
+            base = normalize_base_url(health_base_url(ctx))
+        except BadUrl as err:
+            raise StepError(f"the health URL is not usable: {err}", HINT_BAD_URL) from None
         spec = _spec(ctx)
+        http = ctx.backends.http
         start = time.monotonic()
 
         def on_attempt(text: str) -> None:
             ctx.log(text)
-            ctx.health_attempt(text, time.monotonic() - start, ctx.config.deploy.health_timeout_s)
+            ctx.health_attempt(text, time.monotonic() - start, d.health_timeout_s)
 
-        result = check_health(
-            ctx.backends.http,
+        # the load may take an hour; the completion gets its own budget once the server answers
+        path, ids = wait_alive(
+            http,
             base,
-            paths=spec.health_paths,
-            timeout_s=ctx.config.deploy.health_timeout_s,
-            model_name=ctx.config.deploy.model_name,
-            on_attempt=on_attempt,
-            cancelled=ctx.cancelled,
-            poll_s=2.0 if ctx.backends.dry_run else 5.0,
+            spec.health_paths,
+            d.health_timeout_s,
+            on_attempt,
+            ctx.cancelled,
+            2.0 if ctx.backends.dry_run else 5.0,
         )
-        ctx.log(f"reply: {result.reply}")
-        ctx.publish(
-            Health(
-                base_url=base,
-                model=result.model,
-                reply=result.reply,
-                ttft_s=round(result.ttft_s, 3),
-                checked_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                liveness_path=result.liveness_path,
+        model = d.model_name if (not ids or d.model_name in ids) else ids[0]
+        on_attempt(f"{path} answers; sending one chat completion to model {model}")
+        reply, ttft, total = _completion(http, base, model, d.completion_timeout_s)
+        ctx.log(f"reply: {reply}")
+        health = Health(
+            base_url=base,
+            model=model,
+            reply=reply,
+            ttft_s=round(ttft, 3),
+            checked_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            liveness_path=path,
+        )
+        ctx.publish(health)  # health is proven whatever the benchmark does
+        summary = (
+            f"{base} answered a completion in {total:.1f} s (time to first token {ttft:.2f} s)"
+        )
+        rows = self._bench(ctx, http, base, model)
+        if rows:
+            ctx.publish(dataclasses.replace(health, bench=rows))
+        return summary
+
+    def _bench(
+        self, ctx: StepContext, http: Any, base: str, model: str
+    ) -> tuple[tuple[str, str], ...]:
+        d = ctx.config.deploy
+        if d.bench_timeout_s <= 0:
+            ctx.log("serving benchmark skipped (deploy.bench_timeout_s is 0)")
+            return ()
+        if not isinstance(http, HttpBackend):
+            ctx.log("serving benchmark skipped: the dry run has no engine to measure")
+            return ()
+        ctx.log(
+            f"serving benchmark: 1 and {d.max_batch_size} streams, at most {d.bench_timeout_s:.0f} s"
+        )
+        try:
+            result = _interruptible(
+                ctx,
+                lambda: run_bench(
+                    http,
+                    base,
+                    model,
+                    max_batch_size=d.max_batch_size,
+                    timeout_s=d.bench_timeout_s,
+                    on_progress=lambda text: ctx.log(f"bench: {text}"),
+                ),
             )
+        except StepError as err:
+            ctx.log(f"serving benchmark failed: {err.message}", "warn")
+            ctx.explain(f"the serving benchmark failed: {err.message}", err.hint, "bench")
+            return (("benchmark", f"failed: {err.message}"),)
+        for line in render_bench(result).splitlines():
+            ctx.log(line)
+        return bench_rows(result)
+
+
+def _completion(http: Any, base: str, model: str, timeout_s: float) -> tuple[str, float, float]:
+    """One chat completion within its own budget: (reply, time to first token, total time)."""
+    if isinstance(http, HttpBackend):
+        try:
+            deadline = Deadline.after(timeout_s)
+        except ValueError as err:
+            raise StepError(
+                f"deploy.completion_timeout_s is not usable: {err}", HINT_SLOW
+            ) from None
+        try:
+            reply = complete(http, base, model, deadline)
+        except StepError as err:
+            if err.hint != HINT_SLOW:
+                raise
+            raise StepError(
+                f"{err.message} (deploy.completion_timeout_s is {timeout_s:g} s)",
+                "the server answers but is too slow to finish one completion: raise "
+                "deploy.completion_timeout_s, and read the pod's log",
+            ) from None
+        return reply.reply, reply.ttft_s, reply.total_s
+    text, ttft, total = http.chat(base, model, timeout_s)  # the dry run's engine
+    if not (isinstance(text, str) and text.strip()):
+        raise StepError(f"the chat completion ({base}) returned no text", "read the pod's log")
+    return text.strip(), ttft, total
+
+
+def _interruptible(ctx: StepContext, job: Callable[[], T]) -> T:
+    """Run a bounded job in a worker thread; an interrupted run stops waiting for it at once."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = job()
+        except BaseException as err:  # handed to the step's thread below
+            outcome["error"] = err
+
+    worker = threading.Thread(target=work, name="leviathan-bench", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        if ctx.cancelled.wait(0.2):
+            raise Cancelled()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+# --- vLLM: one merged GGUF -------------------------------------------------------------------
+
+MERGE_POD = "sysadmin-logistics-merge"
+
+
+def merge_pod(config: Config, first_shard: str) -> dict[str, Any]:
+    """An unprivileged pod that runs the merge agent in an image with llama-gguf-split."""
+    out = f"{merged_gguf_dir(config)}/{merged_gguf_name(first_shard)}"
+    pod = agent_pod(
+        config,
+        MERGE_POD,
+        "merge",
+        [
+            "--first-shard",
+            f"{config.gguf_dir}/{first_shard}",
+            "--out",
+            out,
+            "--reserve",
+            str(int(config.storage.min_free_margin_gib * 2**30)),
+        ],
+    )
+    container = pod["spec"]["containers"][0]
+    container["image"] = config.deploy.gguf_merge_image
+    container.pop("securityContext", None)  # reading and writing files needs no privilege
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "dev"]
+    for mount in container["volumeMounts"]:
+        mount.pop("mountPropagation", None)
+    pod["spec"]["volumes"] = [v for v in pod["spec"]["volumes"] if v["name"] != "dev"]
+    return pod
+
+
+def merge_for_vllm(ctx: StepContext) -> None:
+    """Merge the shards into the one file vLLM reads (the merge pod checks the free space)."""
+    plan = ctx.need(ModelPlan)
+    if not plan.first_shard:
+        raise StepError("the model plan lists no GGUF shard to merge", "run preflight again")
+    pod = merge_pod(ctx.config, plan.first_shard)
+
+    def on_event(event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            ctx.log(f"merge: {event.get('line', '')}")
+        elif kind == "space":
+            ctx.log(
+                f"merge: {human_size(int(event['need']))} needed (merged file and reserve), "
+                f"{human_size(int(event['free']))} free"
+            )
+
+    ctx.log(f"merging {plan.first_shard} and its shards into one file for vLLM")
+    outcome = run_agent(ctx, pod, on_event)
+    if outcome.get("status") == "refused":
+        raise StepError(
+            f"cannot merge the shards for vLLM: {outcome.get('reason')}",
+            "free space on the data disk, or deploy with deploy.engine llamacpp, which loads the shards as they are",
         )
-        return f"{base} answered a completion in {result.total_s:.1f} s (time to first token {result.ttft_s:.2f} s)"
+    if outcome.get("status") != "done":
+        raise StepError(
+            f"merging the shards for vLLM failed: {outcome.get('reason')}",
+            f"kubectl -n {ctx.config.cluster.namespace} logs {MERGE_POD}",
+        )
+    ctx.log(
+        f"vLLM reads {outcome.get('path')} ({human_size(int(outcome.get('bytes') or 0))})"
+        + ("" if outcome.get("merged") else ", merged by an earlier run")
+    )
+
+
+# --- after a failed build ----------------------------------------------------------------------
+
+FALLBACK_QUESTION = "deploy.fallback_engine"
+FALLBACK_ENGINE = "llamacpp"
+BUILD_STEPS = ("build.image", "build.push")
+
+
+@dataclass(frozen=True)
+class EngineFallback:
+    """Deploy llama.cpp's upstream image instead of the KTransformers image that did not build."""
+
+    failed_step: str
+    config: Config  # the same settings with deploy.engine: llamacpp
+    only: tuple[str, ...] = ("deploy",)  # the phases the second run selects
+
+    @property
+    def hint(self) -> str:
+        return (
+            f"{self.failed_step} failed, so KTransformers cannot deploy. llama.cpp's upstream image "
+            f"({self.config.deploy.llamacpp_image}) needs no build: answer '{FALLBACK_QUESTION}: "
+            f"{FALLBACK_ENGINE}' in the replay file, or set 'deploy: {{engine: {FALLBACK_ENGINE}}}' "
+            "in the config and run leviathan --only deploy"
+        )
+
+    def question(self) -> Question:
+        return Question(
+            FALLBACK_QUESTION,
+            f"The KTransformers image did not build ({self.failed_step} failed). Deploy "
+            f"llama.cpp's upstream image instead ({self.config.deploy.llamacpp_image}, no build)?",
+            kind="choice",
+            choices=[
+                Choice(FALLBACK_ENGINE, "Deploy llama.cpp instead (--cpu-moe, no build)"),
+                Choice("no", "Stop here and fix the build"),
+            ],
+            reuse_answer=False,
+            placeholder=FALLBACK_ENGINE,
+        )
+
+
+def offer_fallback(config: Config, state: Any) -> EngineFallback | None:
+    """The llama.cpp fallback, when a KTransformers build failed and everything else the
+    deploy phase reads is done; None otherwise."""
+    if config.deploy.engine != "ktransformers":
+        return None
+    failed = [s for s in BUILD_STEPS if state.status(s) == "failed"]
+    if not failed:
+        return None
+    fallback = config.model_copy(
+        update={"deploy": config.deploy.model_copy(update={"engine": FALLBACK_ENGINE})}
+    )
+    from leviathan_tui.phases import all_steps
+
+    publishers = {cls: step.id for step in all_steps() for cls in step.publishes}
+    needs = {publishers[cls] for cls in ApplyStep().reads(fallback)}
+    if any(state.status(step_id) not in ("done", "skipped") for step_id in needs):
+        return None  # the deploy phase could not run yet either
+    return EngineFallback(failed[0], fallback)
 
 
 def curl_line(base: str, model: str) -> str:

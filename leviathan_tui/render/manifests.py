@@ -11,7 +11,14 @@ import yaml
 
 from leviathan_tui.assets import read_asset
 from leviathan_tui.config import Config
-from leviathan_tui.inference import CONFIG_MOUNT, GGUF_MOUNT, EngineSpec, engine_spec
+from leviathan_tui.inference import (
+    CONFIG_MOUNT,
+    ENGINE_HOME,
+    GGUF_MOUNT,
+    EngineSpec,
+    engine_home_dir,
+    engine_spec,
+)
 
 AGENT_CONFIGMAP = "leviathan-agent"
 LABEL_MANAGED = {"app.kubernetes.io/managed-by": "leviathan"}
@@ -158,12 +165,16 @@ def deployment(
     if spec.readiness_path != "/v1/models":
         container["readinessProbe"]["httpGet"]["path"] = spec.readiness_path
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
-    volumes["gguf"]["hostPath"]["path"] = config.host_path(config.gguf_dir)
+    volumes["gguf"]["hostPath"]["path"] = config.host_path(spec.gguf_dir)
     volumes["model-config"]["hostPath"]["path"] = config.host_path(config.config_dir)
+    volumes["engine-home"]["hostPath"]["path"] = config.host_path(engine_home_dir(config, spec))
     volumes["dshm"]["emptyDir"]["sizeLimit"] = f"{d.shm_size_gib}Gi"
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     mounts["gguf"]["mountPath"] = GGUF_MOUNT
     mounts["model-config"]["mountPath"] = CONFIG_MOUNT
+    mounts["engine-home"]["mountPath"] = ENGINE_HOME  # read-write; the model dirs stay read-only
+    env = {e["name"]: e for e in container["env"]}
+    env["HOME"]["value"] = ENGINE_HOME
     return dep
 
 

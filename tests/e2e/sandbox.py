@@ -4,7 +4,11 @@
 - a real loop device as the node's NVMe (formatted and mounted by the agent);
 - the Hub stand-in serving real GGUF shards and config files;
 - a real sshd on 127.0.0.1 whose "build host" builds with buildah and pushes to a real registry;
-- an engine stand-in on the NodePort, with KTransformers' API shape.
+- the engine on the NodePort: a stand-in with KTransformers' API shape for the default engine;
+  for `deploy.engine: llamacpp` the real llama-server, run by the API stand-in as the
+  Deployment's pod with exactly the rendered command and arguments (only the binary, the mount
+  paths and the listen address mapped), serving the real DeepSeek-V3-shaped Q4_K_M shards the
+  Hub stand-in served and the fetch agent downloaded onto the loop disk.
 
 The wizard gets only a config file and a replay file pointing at these addresses.
 """
@@ -26,10 +30,12 @@ from typing import Any
 import yaml
 
 from tests.conftest import leviathan_cmd, run_env
+from tests.support.deepseek_gguf import ShardedModel
 from tests.support.engine_standin import EngineStandIn
-from tests.support.gguf_shards import publish
+from tests.support.engines.base import StandInEngine
+from tests.support.gguf_shards import FOLDER, GGUF_REPO, publish, write_config_files
 from tests.support.hub_standin import HubStandIn
-from tests.support.kube_standin import StandIn
+from tests.support.kube_standin import StandIn, local_container_command
 from tests.support.services import Registry, Sshd, fingerprint
 
 DOCKERFILE = """\
@@ -112,9 +118,12 @@ class Sandbox:
     loop_size: int = 512 * 2**20
     shard_mib: int = 8
     hub_rate: float | None = None
+    engine_name: str = "ktransformers"
+    llama_bin: Path | None = None  # llama.cpp's binaries, for engine_name "llamacpp"
+    model: ShardedModel | None = None  # the real shards the Hub serves, for "llamacpp"
     kube: StandIn = field(init=False)
     hub: HubStandIn = field(init=False)
-    engine: EngineStandIn = field(init=False)
+    engine: StandInEngine | None = field(init=False, default=None)
     loop: str = field(init=False, default="")
     transcript: list[str] = field(
         init=False, default_factory=list
@@ -158,17 +167,53 @@ class Sandbox:
         self.kube.start()
         self.hub = HubStandIn()
         self.hub.rate_bytes_s = self.hub_rate
-        self.published = publish(
-            self.hub, self.root / "hub", shards=3, mib_per_shard=self.shard_mib
-        )
+        if self.engine_name == "llamacpp":
+            self.published = self._publish_real_model()
+            self.kube.deployment_process = self._llama_server
+            self.kube.restart_backoff_s = 5.0
+        else:
+            self.published = publish(
+                self.hub, self.root / "hub", shards=3, mib_per_shard=self.shard_mib
+            )
+            self.engine = EngineStandIn(flavour="ktransformers", loading_s=3.0, port=self.node_port)
+            self.engine.start()
+            self.kube.on_deployment = self._engine_restarts
         self.hub.start()
-        self.engine = EngineStandIn(flavour="ktransformers", loading_s=3.0, port=self.node_port)
-        self.engine.start()
-        self.kube.on_deployment = self._engine_restarts
         self.write_files()
+
+    def _publish_real_model(self) -> dict[str, Any]:
+        assert self.model is not None and self.llama_bin is not None
+        for path in self.model.shards:
+            self.hub.add_file(GGUF_REPO, f"{FOLDER}/{path.name}", path)
+        for path in write_config_files(self.root / "hub" / "config"):
+            self.hub.add_file("deepseek-ai/DeepSeek-V3", path.name, path)
+        return {
+            "shards": self.model.shards,
+            "total": sum(p.stat().st_size for p in self.model.shards),
+        }
+
+    def _llama_server(self, pod: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+        """The Deployment's container, run here: the image's /app/llama-server is the cached build."""
+        assert self.llama_bin is not None
+        scratch = self.root / "pod-scratch"
+        scratch.mkdir(exist_ok=True)
+        return local_container_command(
+            pod, {"/app/llama-server": str(self.llama_bin / "llama-server")}, scratch
+        )
+
+    def engine_pod(self) -> Any:
+        """The Deployment's current pod as the API stand-in runs it."""
+        runs = [
+            r
+            for (ns, name), r in self.kube.pods.items()
+            if ns == "ai-workloads" and name.startswith("leviathan-engine-")
+        ]
+        assert len(runs) == 1, [r.manifest["metadata"]["name"] for r in runs]
+        return runs[0]
 
     def _engine_restarts(self, deployment: dict[str, Any]) -> None:
         """A new rollout: the engine loads the model again before it answers."""
+        assert self.engine is not None
         if self.engine.chats:
             return  # once it has answered, a re-apply of the same spec does not restart it
         self.engine.reload()
@@ -221,9 +266,12 @@ class Sandbox:
                 "timeout_s": 300,
             },
             "deploy": {
+                "engine": self.engine_name,
                 "node_port": self.node_port,
                 "service_port": self.node_port,
                 "health_timeout_s": 60,
+                "bench_timeout_s": 240,
+                "cpu_infer": 2,
             },
         }
         for dotted, value in overrides.items():
@@ -253,7 +301,7 @@ class Sandbox:
             env["LEVIATHAN_SSH_PASSPHRASE"] = self.sshd.passphrase
         return env
 
-    def command(self) -> list[str]:
+    def command(self, *extra: str) -> list[str]:
         return leviathan_cmd() + [
             "--config",
             str(self.config_path),
@@ -261,11 +309,12 @@ class Sandbox:
             str(self.state_dir),
             "--replay",
             str(self.replay_path),
+            *extra,
         ]
 
-    def run(self, timeout: float = 300) -> Result:
+    def run(self, *extra: str, timeout: float = 300) -> Result:
         proc = subprocess.run(
-            self.command(), capture_output=True, text=True, env=self.env(), timeout=timeout
+            self.command(*extra), capture_output=True, text=True, env=self.env(), timeout=timeout
         )
         self.transcript.append(proc.stdout + proc.stderr)
         return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -338,7 +387,8 @@ class Sandbox:
                 os.killpg(run.process.pid, signal.SIGKILL)
         self.kube.stop()
         self.hub.stop()
-        self.engine.stop()
+        if self.engine is not None:
+            self.engine.stop()
         for _ in range(3):
             subprocess.run(["umount", "-l", str(self.data)], capture_output=True)
         subprocess.run(["losetup", "-d", self.loop], capture_output=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from leviathan_tui.estimate import MemoryEstimate, estimate, read_local_header
+from leviathan_tui.inference import engine_spec
 from tests.support.deepseek_gguf import ShardedModel
 from tests.support.llama_cpp import (
     BUILD_TIMEOUT_S,
@@ -111,11 +112,11 @@ def test_estimate_matches_llama_cpp_buffers_with_cpu_moe(
     host = {name: size for name, size in model.items() if name.startswith("CPU")}
     assert host and set(model) == {*device, *host}, model
 
-    config = llamacpp_config()
+    spec = engine_spec(llamacpp_config())
     headers = [read_local_header(str(p)) for p in deepseek_v3_shards.shards]
     est: MemoryEstimate = estimate(
         headers,
-        cache_lens=config.deploy.cache_lens,
+        cache_lens=spec.kv_tokens,  # the rendered --ctx-size: every slot's context
         experts_in_ram=True,
         overhead_bytes=0,
     )

@@ -21,7 +21,15 @@ from leviathan_tui.health import check_health
 from leviathan_tui.inference import engine_spec
 from tests.conftest import leviathan_cmd, run_env
 from tests.support.deepseek_gguf import SHARDS, ShardedModel, quantized_types
-from tests.support.llama_cpp import BUILD_TIMEOUT_S, LlamaServer
+from tests.support.llama_cpp import (
+    BUILD_TIMEOUT_S,
+    LlamaServer,
+    free_port,
+    llamacpp_config,
+    localize,
+    rendered_container,
+    start_llama_server,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(BUILD_TIMEOUT_S + 900)]
 
@@ -74,8 +82,16 @@ def test_rendered_llama_server_loads_the_shards_and_passes_health(
     )
     assert meta["size"] == shard_tensor_bytes
     assert meta["ftype"] == "Q4_K - Medium" and meta["n_embd"] == 512
-    # --ctx-size is shared by the --parallel slots
-    assert meta["n_ctx"] == config.deploy.cache_lens // config.deploy.max_batch_size
+    # each of the --parallel slots holds cache_lens tokens (--ctx-size = slots x cache_lens)
+    assert meta["n_ctx"] == config.deploy.cache_lens
+    slots = config.deploy.max_batch_size
+    log = server.log()
+    assert (
+        f"initializing, n_slots = {slots}, n_ctx_slot = {config.deploy.cache_lens}, "
+        "kv_unified = 'false'" in log
+    )
+    # --load-mode none is what llama-server asks for with --cpu-moe: its warning is gone
+    assert "--load-mode" in server.argv and "consider using" not in log
 
     config_file = tmp_path / "leviathan.yaml"
     config_file.write_text(yaml.safe_dump({"deploy": {"engine": "llamacpp"}}))
@@ -99,3 +115,55 @@ def test_rendered_llama_server_loads_the_shards_and_passes_health(
     )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith(f"HEALTHY {server.url} (/health); model DeepSeek-V3")
+
+
+def test_n_predict_is_the_reply_length_when_a_request_sets_none(
+    llama_cpp_bin: Path, deepseek_v3_shards: ShardedModel, tmp_path: Path
+) -> None:
+    """llama.cpp b11434 `tools/server/server-context.cpp`: a slot's limit is the request's
+    n_predict/max_tokens when it sets one, else the server's --n-predict."""
+    config = Config.model_validate({"deploy": {"engine": "llamacpp", "max_new_tokens": 24}})
+    port = free_port()
+    rendered = rendered_container(config, deepseek_v3_shards.first_shard.name, cpu_infer=2)
+    argv = localize(rendered, llama_cpp_bin, deepseek_v3_shards.folder, port)
+    server = start_llama_server(argv, port, tmp_path / "llama-server.log")
+    try:
+        server.wait_healthy(LOAD_TIMEOUT_S)
+
+        def tokens(extra: dict[str, object]) -> tuple[int, str]:
+            body = {"messages": [{"role": "user", "content": "hello"}], "temperature": 0, **extra}
+            request = urllib.request.Request(
+                server.url + "/v1/chat/completions",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=120) as response:
+                reply = json.load(response)
+            return reply["usage"]["completion_tokens"], reply["choices"][0]["finish_reason"]
+
+        assert tokens({}) == (24, "length")
+        assert tokens({"max_tokens": 30}) == (30, "length")  # the request's own limit wins
+    finally:
+        server.stop()
+
+
+def test_without_load_mode_none_llama_server_asks_for_it(
+    llama_cpp_bin: Path, deepseek_v3_shards: ShardedModel, tmp_path: Path
+) -> None:
+    """Why --load-mode none is rendered: with --cpu-moe and the default mmap, this build warns
+    (`src/llama-model-loader.cpp`) and names the flag; if an upgrade renames it, this fails."""
+    config = llamacpp_config()
+    port = free_port()
+    rendered = rendered_container(config, deepseek_v3_shards.first_shard.name, cpu_infer=2)
+    at = rendered.index("--load-mode")
+    without = rendered[:at] + rendered[at + 2 :]
+    argv = localize(without, llama_cpp_bin, deepseek_v3_shards.folder, port)
+    server = start_llama_server(argv, port, tmp_path / "llama-server.log")
+    try:
+        server.wait_healthy(LOAD_TIMEOUT_S)
+    finally:
+        server.stop()
+    assert (
+        "tensor overrides to CPU are used with mmap enabled - consider using --load-mode none"
+        in server.log()
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from leviathan_tui.backends.http import HttpBackend
+from leviathan_tui.config import Config
 from leviathan_tui.serving_bench import (
     SOURCE_KTRANSFORMERS,
     SOURCE_LLAMACPP,
@@ -22,6 +23,7 @@ from leviathan_tui.serving_bench import (
 from tests.conftest import leviathan_cmd, run_env
 from tests.support.engine_standin import EngineStandIn
 from tests.support.engines.base import StandInEngine
+from tests.support.llama_cpp import BUILD_TIMEOUT_S, LlamaServer
 
 PREFILL_TPS = 4000.0
 DECODE_TPS = 80.0
@@ -150,3 +152,40 @@ def test_bench_that_runs_out_of_time_fails_within_the_deadline(engine, tmp_path:
     assert done.stdout.startswith("HEALTHY ") and "BENCH FAILED" in done.stdout
     assert "Traceback" not in done.stderr
     assert elapsed < 2.5 + 3.0  # the deadline, plus the interpreter's start-up
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 900)
+def test_bench_against_the_real_llama_server(
+    rendered_llama_server: tuple[Config, LlamaServer],
+) -> None:
+    """llama-server (b11434, CPU) with the rendered llamacpp arguments: --parallel 4 slots."""
+    config, server = rendered_llama_server
+    server.wait_healthy(300)
+    result = run_bench(
+        HttpBackend(),
+        server.url,
+        "DeepSeek-V3",
+        max_batch_size=config.deploy.max_batch_size,
+        timeout_s=300,
+    )
+    assert result.sources == (SOURCE_LLAMACPP,)  # every rate from llama.cpp's own timings
+    assert [level.concurrency for level in result.levels] == [1, 4]
+    for level in result.levels:
+        assert level.prefill_tps and level.prefill_tps > 0, level
+        assert level.decode_tps and level.decode_tps > 0, level
+        assert level.total_decode_tps and level.total_decode_tps > 0, level
+        for s in level.samples:
+            assert s.source == SOURCE_LLAMACPP
+            assert s.prompt_tokens and s.prompt_tokens > 100  # no prompt served from the cache
+            assert s.completion_tokens and 0 < s.completion_tokens <= result.max_tokens
+    table = render_bench(result)
+    lines = table.splitlines()
+    assert (
+        len(lines) == 5
+        and lines[3].split()[:2] == ["1", "2"]
+        and lines[4].split()[:2] == ["4", "8"]
+    )
+    rows = dict(bench_rows(result))
+    assert rows["rates from"] == SOURCE_LLAMACPP
+    print("\n" + table)

@@ -7,6 +7,11 @@ version it reports) and answers 422 with a Status body like a real server. It en
 Security the way Talos does (baseline unless the namespace says privileged). Pods may run their
 command as a local process, so the log stream is real. Any request it does not implement is
 answered 501 and recorded, so a test can fail loudly on it.
+
+A Deployment's pod may run a local process too (`deployment_process`, see
+`local_container_command`): it is restarted when it exits, with a back-off, as the kubelet
+restarts a container of a pod whose restartPolicy is Always (the `restartCount`, `lastState`
+and previous log say so), and it is stopped when a new rollout replaces the pod.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class PodRun:
     last_terminated: str = ""
     restarts: int = 0
     previous_log: str = ""
+    removed: bool = False  # deleted or replaced: its process is not restarted
 
 
 @dataclass
@@ -81,6 +87,9 @@ class StandIn:
     deployment_pod_script: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     pod_env: dict[str, str] = field(default_factory=dict)  # extra environment of locally run pods
     on_deployment: Callable[[dict[str, Any]], None] | None = None
+    # a Deployment's pod manifest -> the local process that runs its container (argv, env)
+    deployment_process: Callable[[dict[str, Any]], tuple[list[str], dict[str, str]]] | None = None
+    restart_backoff_s: float = 10.0  # the kubelet's first crash back-off
 
     def __post_init__(self) -> None:
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -111,8 +120,9 @@ class StandIn:
         with self.lock:
             runs = list(self.pods.values())
         for run in runs:
+            run.removed = True
             if run.process and run.process.poll() is None:
-                run.process.kill()
+                os.killpg(run.process.pid, 9)
                 run.process.wait()
         if self.server:
             self.server.shutdown()
@@ -365,6 +375,73 @@ class StandIn:
         if run and run.process and run.process.poll() is None:
             os.killpg(run.process.pid, 9)
 
+    def supervise(
+        self, namespace: str, name: str, run: PodRun, argv: list[str], env: dict[str, str]
+    ) -> None:
+        """Run a Deployment pod's container; restart it whenever it exits, until the pod goes."""
+        container = run.manifest["spec"]["containers"][0]["name"]
+        while not run.removed:
+            with open(run.log_path, "ab") as log:
+                run.process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            run.waiting_reason = ""
+            run.phase = "Running"
+            run.started = time.monotonic()
+            self.event(namespace, name, "Started", f"Started container {container}")
+            code = run.process.wait()
+            if run.removed:
+                return
+            run.restarts += 1
+            run.last_terminated = "Completed" if code == 0 else "Error"
+            run.previous_log = run.log_path.read_text(errors="replace")
+            run.log_path.write_bytes(b"")
+            run.waiting_reason = "CrashLoopBackOff"
+            run.waiting_message = (
+                f"back-off {self.restart_backoff_s:g}s restarting failed container={container}"
+            )
+            self.event(
+                namespace, name, "BackOff", "Back-off restarting failed container", "Warning"
+            )
+            time.sleep(self.restart_backoff_s)
+
+
+def local_container_command(
+    pod: dict[str, Any], binaries: dict[str, str], scratch: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The container's command and args, exactly, as a local process: only the image's binary,
+    the volume mount paths (hostPath: the same path here, since the node is this machine;
+    emptyDir: a directory under `scratch`) and a 0.0.0.0 listen address (127.0.0.1) differ."""
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "hostPath" in volume:
+            local = volume["hostPath"]["path"]
+            if volume["hostPath"].get("type") == "DirectoryOrCreate":
+                Path(local).mkdir(parents=True, exist_ok=True)  # as the kubelet does
+        elif "emptyDir" in volume:
+            local = str(scratch / mount["name"])
+            Path(local).mkdir(parents=True, exist_ok=True)
+        else:
+            continue
+        mounts[mount["mountPath"]] = local
+
+    def mapped(text: str) -> str:
+        for mount_path in sorted(mounts, key=len, reverse=True):
+            if text == mount_path or text.startswith(mount_path + "/"):
+                return mounts[mount_path] + text[len(mount_path) :]
+        return text
+
+    command = [*container["command"], *container.get("args", [])]
+    argv = [binaries[command[0]]]
+    for previous, arg in zip(command, command[1:], strict=False):
+        argv.append("127.0.0.1" if previous == "--host" and arg == "0.0.0.0" else mapped(arg))
+    env = {e["name"]: mapped(e["value"]) for e in container.get("env", []) if "value" in e}
+    return argv, env
+
 
 class _Handler(BaseHTTPRequestHandler):
     standin: StandIn
@@ -571,6 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
         if run is None:
             self._not_found("pods", name)
             return
+        run.removed = True
         if run.process and run.process.poll() is None:
             os.killpg(run.process.pid, 9)
         self._send(200, self.standin.pod_json(run))
@@ -693,13 +771,17 @@ class _Handler(BaseHTTPRequestHandler):
         template = dep["spec"]["template"]
         pod_name = f"{dep['metadata']['name']}-{uuid.uuid4().hex[:9]}-{uuid.uuid4().hex[:5]}"
         with s.lock:
-            for key in [
-                k
-                for k, r in s.pods.items()
+            replaced = [
+                s.pods.pop(k)
+                for k, r in list(s.pods.items())
                 if k[0] == ns
                 and (r.manifest["metadata"].get("labels") or {}) == template["metadata"]["labels"]
-            ]:
-                s.pods.pop(key)
+            ]
+        for old_run in replaced:  # the old pod terminates
+            old_run.removed = True
+            if old_run.process and old_run.process.poll() is None:
+                os.killpg(old_run.process.pid, 9)
+                old_run.process.wait()
         manifest = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -751,6 +833,11 @@ class _Handler(BaseHTTPRequestHandler):
                     run.log_path.write_text(outcome["log"])
                 return
             s.event(ns, pod_name, "Pulled", "Successfully pulled image in 1.2s")
+            if s.deployment_process:
+                argv, env = s.deployment_process(manifest)
+                env = {**os.environ, **s.pod_env, **env}
+                s.supervise(ns, pod_name, run, argv, env)
+                return
             s.event(ns, pod_name, "Started", "Started container engine")
             run.phase = "Running"
 
