@@ -4,6 +4,7 @@ needs them, so `leviathan --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(
             "leviathan: interrupted; the session is saved — run the same command to resume\n"
         )
-        return 130
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # the cleanups ran as the interruption unwound; leave now, or the interpreter reports
+        # the interruption as a death by SIGINT instead of exit 130
+        os._exit(130)
 
 
 def _main(argv: list[str] | None) -> int:

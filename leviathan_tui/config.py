@@ -48,8 +48,11 @@ _IMAGE_REF = re.compile(
 
 
 def _image_ref(value: str) -> str:
-    """An image reference as docker and the kubelet parse it: [registry/]name[:tag][@digest]."""
-    if not _IMAGE_REF.fullmatch(value):
+    """An image reference as docker and the kubelet parse it: [registry/]name[:tag][@digest]; the
+    first component is a registry only when it has a dot or a port, or is localhost."""
+    first, slash, _ = value.partition("/")
+    has_registry = slash and ("." in first or ":" in first or first == "localhost")
+    if not _IMAGE_REF.fullmatch(value) or (slash and not has_registry and first != first.lower()):
         raise ValueError(
             f"{value!r} is not an image reference ([registry[:port]/]name[:tag], lower-case name)"
         )

@@ -85,13 +85,16 @@ def _describe_os_error(err: OSError) -> str:
 
 def check_directory(directory: Path) -> None:
     """The state directory can hold the session: exit 2 naming the path and cause otherwise."""
+    blocker = next(
+        (p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None
+    )
+    if blocker is not None:
+        raise UsageError(
+            f"state directory {directory}: {blocker} is a file, not a directory",
+            "pass another --state-dir, or move that file away",
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UsageError(
-            f"state directory {directory} is a file, not a directory",
-            "pass another --state-dir, or move that file away",
-        ) from None
     except OSError as err:
         raise UsageError(
             f"cannot create the state directory {directory}: {_describe_os_error(err)}",

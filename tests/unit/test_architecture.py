@@ -21,7 +21,7 @@ def test_import_linter_contract_holds() -> None:
 def test_headless_path_never_loads_textual(tmp_path: Path) -> None:
     code = (
         "import sys, runpy\n"
-        "sys.argv = ['leviathan', '--dry-run', '--state-dir', {!r}, '--replay', {!r}, '--only', 'build']\n"
+        "sys.argv = ['leviathan', '--dry-run', '--state-dir', {!r}, '--replay', {!r}, '--only', 'preflight,storage,build']\n"
         "try:\n    runpy.run_module('leviathan_tui', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"
         "print('TEXTUAL' if any(m == 'textual' or m.startswith('textual.') for m in sys.modules) else 'CLEAN', code)\n"

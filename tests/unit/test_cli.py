@@ -221,6 +221,16 @@ def test_only_with_undone_needs_exits_2(tmp_path: Path) -> None:
     result = run(
         ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]
     )
+    assert result.returncode == 2  # the image is built for the node: its facts come first
+    assert "preflight.node" in result.stderr and "storage.probe" in result.stderr
+    first = ["--only", "preflight,storage"]
+    assert (
+        run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), *first]).returncode
+        == 0
+    )
+    result = run(
+        ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]
+    )
     assert result.returncode == 0, result.stderr
     assert "build.push" in result.stdout and "storage.probe" not in result.stdout
 
@@ -228,7 +238,8 @@ def test_only_with_undone_needs_exits_2(tmp_path: Path) -> None:
 def test_status_and_reset(tmp_path: Path) -> None:
     assert (
         run(
-            ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY), "--only", "build"]
+            ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)]
+            + ["--only", "preflight,storage,build"]
         ).returncode
         == 0
     )

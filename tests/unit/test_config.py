@@ -16,7 +16,7 @@ def test_defaults_are_the_plans_values() -> None:
     assert c.registry.address == "192.168.3.10:5000"
     assert c.build.base_image == "192.168.3.10:5000/omni/engine:bleeding-edge-v2"
     assert c.image_ref == "192.168.3.10:5000/omni/engine:leviathan-blackwell"
-    assert c.build.torch_cuda_arch_list == "9.0a 10.0"
+    assert c.build.torch_cuda_arch_list == "auto"  # the node's GPUs, not the plan's "9.0a 10.0"
     assert c.build.enable_deepgemm == 1
     assert c.deploy.node_port == 30000 and c.deploy.service_port == 30000
     assert c.build.ktransformers_ref == "v0.4.1"

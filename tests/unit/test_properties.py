@@ -127,9 +127,11 @@ def test_any_state_file_loads_or_is_moved_aside_never_raises(content: str) -> No
     from leviathan_tui.state import State
 
     with tempfile.TemporaryDirectory() as directory:
-        (Path(directory) / "state.json").write_text(content)
+        (Path(directory) / "state.json").write_bytes(content.encode("utf-8", "surrogatepass"))
         read_only = State.load(Path(directory), read_only=True)
-        assert (Path(directory) / "state.json").read_text() == content
+        assert (Path(directory) / "state.json").read_bytes() == content.encode(
+            "utf-8", "surrogatepass"
+        )
         state = State.load(Path(directory))
         if state.notices:
             assert not (Path(directory) / "state.json").exists()
