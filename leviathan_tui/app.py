@@ -200,6 +200,7 @@ class LeviathanApp(App[int]):
         self._questions: list[AskOperator] = []
         self._deferred: list[AskOperator] = []  # put aside with Esc; `a` brings them back
         self._showing_question = False
+        self._last_step = ""
         self.notices: dict[str, str] = {}
         self.plan_lines: list[Any] = []
         self.download_step = ""
@@ -631,10 +632,26 @@ class LeviathanApp(App[int]):
         if not self._showing_question:
             self._show_question()
 
+    def _next_question(self, until: float) -> None:
+        """After an answer, give the same step a moment to ask its next question (a disk choice,
+        then its confirmation) before another step's question takes the screen."""
+        same_step = any(m.question.step_id == self._last_step for m in self._questions)
+        if same_step or time.monotonic() >= until or not self.engine_running:
+            self._show_question()
+        else:
+            self.set_timer(0.1, lambda: self._next_question(until))
+
     def _show_question(self) -> None:
-        if not self._questions:
+        if not self._questions or self._showing_question:
             return
-        message = self._questions[0]
+        if self.screen is not self.screen_stack[0]:  # the quit dialog, the summary: wait
+            self.set_timer(0.3, self._show_question)
+            return
+        # the step just answered goes on first (a disk choice, then its confirmation)
+        message = next(
+            (m for m in self._questions if m.question.step_id == self._last_step),
+            self._questions[0],
+        )
         question = message.question
         self._showing_question = True
         self.step_list.set_status(question.step_id, "waiting")
@@ -655,7 +672,8 @@ class LeviathanApp(App[int]):
             message.done.set()
             if not self.going_back:
                 self.step_list.set_status(question.step_id, "running")
-            self._show_question()
+            self._last_step = question.step_id
+            self._next_question(time.monotonic() + 1.5)
 
         if question.screen == "device":
             self.push_screen(DeviceScreen(question), done)
