@@ -190,3 +190,37 @@ def test_writer_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Path)
     second.acquire(0)
     assert json.loads(second.path.read_text())["pid"] == os.getpid()
     second.release()
+
+
+def test_the_agent_configmap_alone_runs_the_fetch_agent(tmp_path: Path) -> None:
+    """Every agent module ships in the ConfigMap: the fetch agent starts from its files alone."""
+    import subprocess
+    import sys
+
+    from leviathan_tui.config import Config
+    from leviathan_tui.manifests import _configmap_items, agent_configmap
+
+    shipped = {p.name for p in Path("leviathan_tui/agent").glob("*.py")}
+    configmap = agent_configmap(Config())
+    listed = {k.removeprefix("leviathan_tui.agent.") for k in configmap["data"]}
+    assert shipped <= listed, shipped - listed
+    for item in _configmap_items(configmap):
+        target = tmp_path / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(configmap["data"][item["key"]])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import runpy; sys.argv = ['fetch', '--help']; "
+            "runpy.run_module('leviathan_tui.agent.fetch', run_name='__main__')",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--connections-per-file" in proc.stdout
