@@ -77,6 +77,26 @@ class _DiskError(FetchError):
     pass
 
 
+class ChunkSizer:
+    """Reads sized to about a tenth of a second of data: large on a fast connection (few writes
+    and sidecar updates per byte), small on a slow one (progress stays fresh and a kill loses
+    little of what was received)."""
+
+    FAST_S = 0.05
+    SLOW_S = 0.2
+    SMALLEST = 64 << 10
+
+    def __init__(self, largest: int) -> None:
+        self.largest = max(self.SMALLEST, largest)
+        self.size = min(self.largest, 256 << 10)
+
+    def observe(self, nbytes: int, asked: int, seconds: float) -> None:
+        if seconds < self.FAST_S and nbytes == asked:
+            self.size = min(self.largest, self.size * 2)
+        elif seconds > self.SLOW_S:
+            self.size = max(self.SMALLEST, self.size // 2)
+
+
 def _pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
     try:
         while data:
@@ -265,11 +285,12 @@ class FileTransfer:
 
     def _work(self, segment: Segment | None, extra: bool) -> None:
         conn = Connection()
-        buffer = bytearray(self.options.buffer_size)
+        buffer = memoryview(bytearray(self.options.buffer_size))
+        sizer = ChunkSizer(self.options.buffer_size)
         try:
             while segment is not None and not self._failed.is_set():
                 try:
-                    self._fetch_segment(conn, segment, memoryview(buffer))
+                    self._fetch_segment(conn, segment, buffer, sizer)
                 finally:
                     self.table.release(segment)
                 if extra and self._active > self.shared.planner.target():
@@ -286,7 +307,9 @@ class FileTransfer:
             if extra:
                 self.shared.budget.release()
 
-    def _fetch_segment(self, conn: Connection, segment: Segment, view: memoryview) -> None:
+    def _fetch_segment(
+        self, conn: Connection, segment: Segment, view: memoryview, sizer: ChunkSizer
+    ) -> None:
         attempt = 0
         while segment.remaining > 0 and not self._failed.is_set():
             location = self._location
@@ -295,7 +318,7 @@ class FileTransfer:
                 response = get_range(
                     conn, location, segment.position, segment.end - 1, self.file.size
                 )
-                got = self._drain(conn, response, segment, view)
+                got = self._drain(conn, response, segment, view, sizer)
                 if got:
                     attempt = 0
                 if segment.remaining > 0 and response.isclosed():
@@ -323,18 +346,21 @@ class FileTransfer:
         response: http.client.HTTPResponse,
         segment: Segment,
         view: memoryview,
+        sizer: ChunkSizer,
     ) -> int:
         got = 0
         path = str(self.partial)
         while True:
-            want = self.table.want(segment, len(view))
+            want = self.table.want(segment, sizer.size)
             if want == 0:
                 if not response.isclosed():
                     conn.close()  # the segment was split below what this response carries
                 return got
+            started = time.monotonic()
             n = response.readinto(view[:want])
             if not n:
                 return got
+            sizer.observe(n, want, time.monotonic() - started)
             position = segment.position
             _pwrite_all(self.fd, view[:n], position, path)
             if got == 0:
