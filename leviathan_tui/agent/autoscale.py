@@ -13,9 +13,9 @@ import time
 
 from leviathan_tui.agent.fetch_events import Reporter
 
-WARMUP_S = 1.0
-WINDOW_S = 1.5
-SETTLE_S = 0.5
+WARMUP_S = 0.5
+WINDOW_S = 1.0
+SETTLE_S = 0.25
 GAIN = 1.2
 
 
