@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             return result("failed", f"cannot create the lock in {args.dest}: {err.strerror}")
     try:
         return _run(args)
+    except KeyboardInterrupt:
+        return result("failed", "interrupted: partial files are kept; the next run resumes them")
     finally:
         for lock in locks:
             lock.release()
@@ -474,14 +476,20 @@ def _fetch_all(
     failures: list[str] = []
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {pool.submit(one, f): f for f in todo}
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except FetchError as err:
-                if not shared.stop.is_set():
-                    failures.append(str(err))
-            except Exception as err:
-                failures.append(f"{futures[future].name}: {type(err).__name__}: {err}")
+        try:
+            for future in as_completed(futures):
+                try:
+                    future.result()
+                except FetchError as err:
+                    if not shared.stop.is_set():
+                        failures.append(str(err))
+                except Exception as err:
+                    failures.append(f"{futures[future].name}: {type(err).__name__}: {err}")
+        except KeyboardInterrupt:
+            shared.stop.set()  # the transfers end within a tick; their partial state stays
+            for future in futures:
+                future.cancel()
+            raise
     return failures
 
 

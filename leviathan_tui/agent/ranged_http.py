@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import socket
 import ssl
 import urllib.request
 from dataclasses import dataclass
@@ -68,6 +69,16 @@ class Connection:
             self._conn.close()
         self._conn = None
         self._response = None
+
+    def abort(self) -> None:
+        """From another thread: wake a read blocked on this connection (it then fails)."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def request(self, method: str, url: str, headers: dict[str, str]) -> http.client.HTTPResponse:
         origin = _origin(url)

@@ -154,6 +154,7 @@ class FileTransfer:
         self._resolves_without_bytes = 0
         self._outage_since: float | None = None
         self._retry_emitted = (0, 0.0)
+        self._connections: set[Connection] = set()
         self.hasher: PrefixHasher | None = None
 
     # --- the whole file ------------------------------------------------------------------
@@ -260,7 +261,13 @@ class FileTransfer:
                 connections=self._active,
                 hashed=self.hasher.hashed if self.hasher is not None else None,
             )
-            self._failed.wait(TICK_S)
+            if self._failed.is_set():
+                with self._lock:
+                    for conn in self._connections:
+                        conn.abort()  # a read blocked on a silent server ends now
+                time.sleep(TICK_S)
+            else:
+                self._failed.wait(TICK_S)
         if self._error is not None:
             raise self._error
         if not self.table.complete():
@@ -285,6 +292,8 @@ class FileTransfer:
 
     def _work(self, segment: Segment | None, extra: bool) -> None:
         conn = Connection()
+        with self._lock:
+            self._connections.add(conn)
         buffer = memoryview(bytearray(self.options.buffer_size))
         sizer = ChunkSizer(self.options.buffer_size)
         try:
@@ -304,6 +313,7 @@ class FileTransfer:
             conn.close()
             with self._lock:
                 self._active -= 1
+                self._connections.discard(conn)
             if extra:
                 self.shared.budget.release()
 

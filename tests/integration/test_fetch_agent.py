@@ -254,7 +254,11 @@ def events_of(proc_out: str) -> list[dict]:
 
 
 def read_sidecar(path: Path) -> list[list[int]]:
-    return json.loads(path.read_text())["segments"]
+    """The segment rows [start, end, done]; [] while the sidecar is being created."""
+    try:
+        return json.loads(path.read_text())["segments"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def test_the_token_goes_to_the_hub_never_to_the_cdn(hub, tmp_path: Path) -> None:
@@ -303,10 +307,7 @@ def test_sigkill_mid_segments_resumes_each_segment_from_its_bytes(hub, tmp_path:
     deadline = time.monotonic() + 30
     rows: list[list[int]] = []
     while time.monotonic() < deadline:
-        try:
-            rows = read_sidecar(sidecar)
-        except (OSError, ValueError):
-            rows = []
+        rows = read_sidecar(sidecar)
         if sum(1 for s, e, d in rows if 0 < d < e - s) >= 3:
             break
         time.sleep(0.05)
@@ -527,3 +528,29 @@ def test_reuse_plan_stops_when_the_hub_listing_changed(hub, tmp_path: Path) -> N
     code, _ = run_fetch(h, tmp_path / "data", "--reuse-plan")  # plans afresh
     assert code == 0
     assert sha(tmp_path / "data" / FOLDER / changed.name) == sha(replacement)
+
+
+def test_ctrl_c_ends_the_transfers_promptly_and_keeps_what_is_on_disk(hub, tmp_path: Path) -> None:
+    h, info = hub
+    h.rate_bytes_s = 2 * 2**20
+    proc = subprocess.Popen(
+        fetch_cmd(tmp_path / "data"), stdout=subprocess.PIPE, text=True, env=env_for(h)
+    )
+    sidecars = tmp_path / "data" / FOLDER / ".leviathan" / "partial"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        sum(r[2] for r in read_sidecar(p)) > 0 for p in sidecars.glob("*.segments.json")
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    out, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 5
+    last = events_of(out)[-1]
+    assert last["status"] == "failed" and "interrupted" in last["reason"]
+    assert "Traceback" not in out
+    h.rate_bytes_s = None
+    code, events = run_fetch(h, tmp_path / "data")
+    assert code == 0 and any(e["event"] == "resume" for e in events)
+    for shard in info["shards"]:
+        assert sha(tmp_path / "data" / FOLDER / shard.name) == sha(shard)
