@@ -16,6 +16,7 @@ Missing tools (nginx, aria2c, curl) are installed with apt-get when running as r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -41,7 +42,9 @@ FOLDER = "Q"
 FILES = 3
 SHARD_MIB = 1024
 PER_CONNECTION_BYTES_S = 40_000_000  # nginx limit_rate: one CDN connection
-LINK_BYTES_S = 400_000_000  # the total cap in the CDN scenario
+# the total cap in the CDN scenario: below what this 2-core machine can move with server, shaper
+# and client all on it, so that the link, not the CPU, is the limit (as on a many-core GPU node)
+LINK_BYTES_S = 250_000_000
 RUNS = 3
 
 
@@ -323,8 +326,18 @@ def _median(values: list[float]) -> float:
 # --- verify --------------------------------------------------------------------------------
 
 
-def verification(work: Path) -> tuple[list[Figure], float]:
-    """The figure, and sha256sum's CPU seconds per GB (the floor for hashing here)."""
+def sha256_cpu_per_gb() -> float:
+    """CPU seconds per GB of hashlib's sha256 over bytes in memory: the floor for hashing here
+    (the same library the agent uses; coreutils' sha256sum is far slower on some machines)."""
+    block = os.urandom(64 << 20)
+    hasher = hashlib.sha256()
+    started = time.thread_time()
+    for _ in range(8):
+        hasher.update(block)
+    return (time.thread_time() - started) / (8 * len(block) / 1e9)
+
+
+def verification(work: Path) -> list[Figure]:
     from leviathan_tui.agent import fetch
 
     files = _make_files(work / "verify", 4, 512 * 2**20)
@@ -333,16 +346,11 @@ def verification(work: Path) -> tuple[list[Figure], float]:
         fetch.PlannedFile("r", "sha", p.name, p.stat().st_size, None, None, p) for p in files
     ]
     subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(
         ["sha256sum", *map(str, files)], capture_output=True, text=True, check=True
     ).stdout
     ref_s = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    sha256_cpu_per_gb = (
-        (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / total * 1e9
-    )
     digests = {Path(line.split()[1]).name: line.split()[0] for line in out.splitlines()}
     for f in planned:
         f.sha256 = digests[f.name]
@@ -364,16 +372,15 @@ def verification(work: Path) -> tuple[list[Figure], float]:
             (mb / ours_s) / (mb / ref_s),
             "x",
             ">=1.0",
-            f"{mb / ours_s:.0f} MB/s vs sha256sum {mb / ref_s:.0f} MB/s over {total / 1e9:.1f} GB; "
-            f"sha256sum spends {sha256_cpu_per_gb:.2f} cpu-s/GB",
+            f"{mb / ours_s:.0f} MB/s vs sha256sum {mb / ref_s:.0f} MB/s over {total / 1e9:.1f} GB",
         ),
-    ], sha256_cpu_per_gb
+    ]
 
 
 # --- open: no cap ----------------------------------------------------------------------------
 
 
-def open_scenario(work: Path, shards: list[Path], sha256_cpu_per_gb: float) -> list[Figure]:
+def open_scenario(work: Path, shards: list[Path], sha256_floor: float) -> list[Figure]:
     total = sum(s.stat().st_size for s in shards)
     gb, mb = total / 1e9, total / 1e6
     one = ("--connections-per-file", "1")
@@ -417,15 +424,15 @@ def open_scenario(work: Path, shards: list[Path], sha256_cpu_per_gb: float) -> l
             "<=1.2",
             f"whole agent process; transfer {cpu.get('transfer', 0):.2f} + hashing {cpu.get('hashing', 0):.2f} "
             f"+ events {cpu.get('events', 0):.3f}, the rest start-up and listing; "
-            f"sha256sum alone {sha256_cpu_per_gb:.2f}",
+            f"sha256 alone {sha256_floor:.2f}",
         ),
         Figure(
             "download.agent_cpu_vs_floor",
-            steady / (curl_cpu + sha256_cpu_per_gb),
+            steady / (curl_cpu + sha256_floor),
             "x",
             "<=1.1",
             f"agent transfer + hashing + events {steady:.2f} cpu-s/GB vs curl's whole CPU for the "
-            f"same bytes {curl_cpu:.2f} + sha256sum's {sha256_cpu_per_gb:.2f}",
+            f"same bytes {curl_cpu:.2f} + sha256 alone {sha256_floor:.2f} (hashlib, in memory)",
         ),
         Figure(
             "download.cpu_per_gb.transfer",
@@ -438,7 +445,7 @@ def open_scenario(work: Path, shards: list[Path], sha256_cpu_per_gb: float) -> l
             "download.cpu_per_gb.hashing",
             cpu.get("hashing", 0.0),
             "cpu-s/GB",
-            f"<={max(0.8, sha256_cpu_per_gb * 1.1):.2f}",
+            f"<={max(0.8, sha256_floor * 1.1):.2f}",
             "the hash threads (sha256 over mmap windows of the page cache)",
         ),
         Figure("download.cpu_per_gb.events", cpu.get("events", 0.0), "cpu-s/GB", "<=0.02"),
@@ -610,9 +617,9 @@ def run() -> list[Figure]:
     work = Path(tempfile.mkdtemp(prefix="lv-bench-", dir=base))
     try:
         info(f"download benchmarks in {work} (tmpfs keeps the disk out of the figures)")
-        figures, sha256_cpu_per_gb = verification(work)
+        figures = verification(work)
         shards = _make_files(work / "serve", FILES, SHARD_MIB * 2**20)
-        figures += open_scenario(work, shards, sha256_cpu_per_gb)
+        figures += open_scenario(work, shards, sha256_cpu_per_gb())
         figures += cdn_scenario(work, shards)
         return figures
     finally:

@@ -26,7 +26,7 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor, as_completed  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -454,42 +454,75 @@ def _download(args: argparse.Namespace, files: list[PlannedFile], reused: bool) 
 def _fetch_all(
     args: argparse.Namespace, todo: list[PlannedFile], shared: RunShared, parallel: int
 ) -> list[str]:
-    def one(file: PlannedFile) -> None:
-        for attempt in range(2):  # a corrupt transfer is fetched again once, that file only
-            try:
-                if args.transfer == "xet":
-                    download_xet(file)
-                    problem = verify_one(file)
-                    if problem:
-                        raise FetchError(f"{file.name}: {problem}")
-                else:
-                    with shared.stats.thread("transfer"):
-                        FileTransfer(file, shared).run()
-                return
-            except FetchError as err:
-                if shared.stop.is_set():
-                    raise
-                emit("error", file=file.name, reason=str(err), attempt=attempt + 1)
-                if "checksum" not in str(err) or attempt == 1:
-                    raise
-
+    """`parallel` files transfer at once; a file whose last byte has landed hands its digest
+    check to a finisher, so the next file starts while that hash catches up. A file that fails
+    its checksum is fetched again once, that file only."""
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {pool.submit(one, f): f for f in todo}
+    lock = threading.Lock()
+    outstanding = [len(todo)]
+    all_settled = threading.Event()
+    if not todo:
+        return failures
+    transfers = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="file")
+    finishers = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="finish")
+
+    def settle(failure: str | None = None) -> None:
+        with lock:
+            if failure and not shared.stop.is_set():
+                failures.append(failure)
+            outstanding[0] -= 1
+            if outstanding[0] == 0:
+                all_settled.set()
+
+    def failed(file: PlannedFile, attempt: int, err: Exception) -> None:
+        if shared.stop.is_set():
+            settle()
+        elif not isinstance(err, FetchError):
+            settle(f"{file.name}: {type(err).__name__}: {err}")
+        else:
+            emit("error", file=file.name, reason=str(err), attempt=attempt + 1)
+            if "checksum" in str(err) and attempt == 0:
+                transfers.submit(transfer, file, 1)
+            else:
+                settle(str(err))
+
+    def transfer(file: PlannedFile, attempt: int) -> None:
         try:
-            for future in as_completed(futures):
-                try:
-                    future.result()
-                except FetchError as err:
-                    if not shared.stop.is_set():
-                        failures.append(str(err))
-                except Exception as err:
-                    failures.append(f"{futures[future].name}: {type(err).__name__}: {err}")
-        except KeyboardInterrupt:
-            shared.stop.set()  # the transfers end within a tick; their partial state stays
-            for future in futures:
-                future.cancel()
-            raise
+            if args.transfer == "xet":
+                download_xet(file)
+                problem = verify_one(file)
+                if problem:
+                    raise FetchError(f"{file.name}: {problem}")
+                settle()
+                return
+            job = FileTransfer(file, shared)
+            with shared.stats.thread("transfer"):
+                job.transfer()
+        except Exception as err:
+            failed(file, attempt, err)
+            return
+        finishers.submit(finish, file, job, attempt)
+
+    def finish(file: PlannedFile, job: FileTransfer, attempt: int) -> None:
+        try:
+            with shared.stats.thread("transfer"):
+                job.finish()
+        except Exception as err:
+            failed(file, attempt, err)
+            return
+        settle()
+
+    for file in todo:
+        transfers.submit(transfer, file, 0)
+    try:
+        while not all_settled.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        shared.stop.set()  # the transfers end within a tick; their partial state stays
+        raise
+    finally:
+        transfers.shutdown(wait=True, cancel_futures=True)
+        finishers.shutdown(wait=True, cancel_futures=True)
     return failures
 
 

@@ -57,17 +57,8 @@ class SegmentTable:
         self._fd: int | None = None
 
     @classmethod
-    def fresh(cls, size: int, parts: int = 1, min_segment: int = 1) -> SegmentTable:
-        """One segment, or `parts` equal ones (MiB-aligned, none below `min_segment`)."""
-        parts = max(1, min(parts, size // max(1, min_segment)))
-        cuts = [0]
-        for i in range(1, parts):
-            cut = size * i // parts
-            cut -= cut % ALIGN
-            if cut > cuts[-1]:
-                cuts.append(cut)
-        cuts.append(size)
-        return cls(size, [Segment(a, b) for a, b in zip(cuts, cuts[1:], strict=False)])
+    def fresh(cls, size: int) -> SegmentTable:
+        return cls(size, [Segment(0, size)])
 
     @classmethod
     def load(cls, path: Path, size: int, digest: str) -> SegmentTable | None:
@@ -113,34 +104,48 @@ class SegmentTable:
 
     # --- sharing out ---------------------------------------------------------------------
 
-    def claim(self, min_segment: int, reserve: int = 0) -> Segment | None:
-        """Work for one more connection: the first untouched unfinished segment, else the second
-        half of the largest unfinished one (if both halves stay >= min_segment), else None.
-        The cut stays `reserve` bytes beyond the owner's position: what its read in flight may
-        already be filling."""
+    def claim(
+        self, piece: int, min_segment: int, reserve: int = 0, whole: bool = False
+    ) -> Segment | None:
+        """Work for one more connection, in file order so the hashed prefix keeps up: a piece of
+        `piece` bytes from the front of the first unfinished idle segment (all of it when
+        `whole`: a lone connection streams to the end). With nothing idle, the busy segment with
+        most left is cut behind what its owner still has to read (at least `reserve` bytes: its
+        read in flight; at most half of what it has left) and the claim takes a piece of the
+        rest. None when nothing is left worth a connection."""
         with self.changed:
-            idle = [s for s in self.segments if not s.active and s.remaining > 0]
-            if idle:
-                chosen = min(idle, key=lambda s: s.start)
-                chosen.active = True
-                return chosen
-            busy = [s for s in self.segments if s.active and s.remaining >= 2 * min_segment]
-            if not busy:
-                return None
-            largest = max(busy, key=lambda s: s.remaining)
-            cut = largest.position + largest.remaining // 2
-            cut -= cut % ALIGN
-            floor = largest.position + max(min_segment, reserve)
-            if cut < floor:
-                cut = floor + (-floor) % ALIGN
-            if largest.end - cut < min_segment:
-                return None
-            new = Segment(cut, largest.end, 0, True)
-            largest.end = cut
-            self.segments.append(new)
-            self._save()
-            self.changed.notify_all()
-            return new
+            segment = self._take_idle(piece, min_segment, whole)
+            if segment is None and self._cut_busy(piece, min_segment, reserve):
+                segment = self._take_idle(piece, min_segment, whole=False)
+            if segment is not None:
+                self._save()
+                self.changed.notify_all()
+            return segment
+
+    def _take_idle(self, piece: int, min_segment: int, whole: bool) -> Segment | None:
+        idle = [s for s in self.segments if not s.active and s.remaining > 0]
+        if not idle:
+            return None
+        chosen = min(idle, key=lambda s: s.start)
+        cut = _align_up(chosen.position + max(piece, min_segment))
+        if not whole and chosen.end - cut >= min_segment:
+            self.segments.append(Segment(cut, chosen.end))
+            chosen.end = cut
+        chosen.active = True
+        return chosen
+
+    def _cut_busy(self, piece: int, min_segment: int, reserve: int) -> bool:
+        busy = [s for s in self.segments if s.active and s.remaining > 0]
+        if not busy:
+            return False
+        victim = max(busy, key=lambda s: s.remaining)
+        keep = max(min(piece, victim.remaining // 2), reserve, min_segment)
+        cut = _align_up(victim.position + keep)
+        if victim.end - cut < min_segment:
+            return False
+        self.segments.append(Segment(cut, victim.end))
+        victim.end = cut
+        return True
 
     def release(self, segment: Segment) -> None:
         with self.changed:
@@ -195,6 +200,10 @@ class SegmentTable:
         """(position, end) of every unfinished segment: where each one continues."""
         with self.changed:
             return sorted((s.position, s.end) for s in self.segments if s.remaining > 0)
+
+
+def _align_up(offset: int) -> int:
+    return offset + (-offset) % ALIGN
 
 
 def _tiles(segments: list[Segment], size: int) -> bool:

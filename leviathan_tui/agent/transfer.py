@@ -39,6 +39,9 @@ from leviathan_tui.agent.segments import Segment, SegmentTable
 from leviathan_tui.agent.throttle import ConnectionBudget, TokenBucket
 
 TICK_S = 0.2
+PIECE_S = 2.0  # with several connections per file, each asks for about this long a piece...
+PIECE_FIRST = 32 << 20  # ...starting with this many bytes, before its rate is known
+PIECE_MOST = 256 << 20
 RETRY_EVENT_EVERY_S = 5.0
 MAX_RESOLVES_WITHOUT_BYTES = 3
 NETWORK_ERRORS = (OSError, http.client.HTTPException, ConnectionError, TimeoutError)
@@ -107,10 +110,10 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
         raise _DiskError(f"cannot write {path}: {err.strerror}") from None
 
 
-def load_table(file: PlannedFile, parts: int = 1, min_segment: int = 1) -> SegmentTable:
+def load_table(file: PlannedFile) -> SegmentTable:
     """The saved segments. Without a sidecar, a partial file left by an agent without segments
     counts as one segment written from 0; a sidecar for other content or no partial file left
-    means starting over, in `parts` segments."""
+    means starting over."""
     partial = partial_path(file)
     sidecar = segments_path(file)
     if sidecar.exists():
@@ -118,12 +121,12 @@ def load_table(file: PlannedFile, parts: int = 1, min_segment: int = 1) -> Segme
         if table is not None and partial.exists():
             return table
         partial.unlink(missing_ok=True)
-        return SegmentTable.fresh(file.size, parts, min_segment)
+        return SegmentTable.fresh(file.size)
+    table = SegmentTable.fresh(file.size)
     try:
         on_disk = partial.stat().st_size
     except OSError:
-        return SegmentTable.fresh(file.size, parts, min_segment)
-    table = SegmentTable.fresh(file.size)
+        return table
     if on_disk <= file.size:
         table.segments[0].done = on_disk  # written front to back, as the previous agent did
     else:
@@ -155,14 +158,21 @@ class FileTransfer:
         self._outage_since: float | None = None
         self._retry_emitted = (0, 0.0)
         self._connections: set[Connection] = set()
+        self._landed = 0.0
         self.hasher: PrefixHasher | None = None
 
     # --- the whole file ------------------------------------------------------------------
 
     def run(self) -> None:
+        """The whole file: bytes, then the digest check and the record."""
+        self.transfer()
+        self.finish()
+
+    def transfer(self) -> None:
+        """Every byte on disk (the hash may still be catching up: see finish())."""
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.file.dest.parent.mkdir(parents=True, exist_ok=True)
-        self.table = load_table(self.file, self.shared.planner.target(), self.options.min_segment)
+        self.table = load_table(self.file)
         try:
             self.table.attach(self.sidecar, self.digest_expected)  # before the first byte
             self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o644)
@@ -179,29 +189,28 @@ class FileTransfer:
                 done=written,
                 segments=[list(p) for p in self.table.positions()],
             )
-        hasher = PrefixHasher(self.partial, self.file, self.table) if self.options.verify else None
-        self.hasher = hasher
-        if hasher is not None:
-            hasher.start()
+        if self.options.verify:
+            self.hasher = PrefixHasher(self.partial, self.file, self.table).start()
         try:
             self._transfer()
-            landed = time.monotonic()
+            self._landed = time.monotonic()
             os.ftruncate(self.fd, self.file.size)  # a longer stale partial file ends here
-            digest = hasher.digest() if hasher is not None else ""
-            hash_wait_s = time.monotonic() - landed
+        except BaseException as err:
+            self._close()
+            if isinstance(err, OSError):
+                raise FetchError(f"{self.partial}: {err.strerror or err}") from None
+            raise
+
+    def finish(self) -> None:
+        """Wait for the digest, check it, move the file into place, record it."""
+        try:
+            digest = self.hasher.digest() if self.hasher is not None else ""
+            hash_wait_s = time.monotonic() - self._landed
             os.fsync(self.fd)
         except OSError as err:
             raise FetchError(f"{self.partial}: {err.strerror or err}") from None
         finally:
-            if hasher is not None:
-                hasher.stop()
-                self.shared.stats.add("hashing", hasher.cpu_s)
-            self.table.detach()
-            os.close(self.fd)
-        self._finish(digest, hash_wait_s)
-
-    def _finish(self, digest: str, hash_wait_s: float) -> None:
-        """Check the digest, move the file into place, record it."""
+            self._close()
         verified = self.options.verify
         self.shared.reporter.progress(
             self.file.name,
@@ -228,6 +237,16 @@ class FileTransfer:
             hash_wait_s=round(hash_wait_s, 3),
         )
 
+    def _close(self) -> None:
+        if self.hasher is not None:
+            self.hasher.stop()
+            self.shared.stats.add("hashing", self.hasher.cpu_s)
+            self.hasher = None
+        self.table.detach()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def _fail(self, error: FetchError) -> None:
         with self._lock:
             if self._error is None:
@@ -249,7 +268,7 @@ class FileTransfer:
                 while (
                     self._active < self.shared.planner.target() and self.shared.budget.try_acquire()
                 ):
-                    segment = self.table.claim(self.options.min_segment, self.options.buffer_size)
+                    segment = self._claim(PIECE_FIRST)
                     if segment is None:
                         self.shared.budget.release()
                         break
@@ -273,9 +292,18 @@ class FileTransfer:
         if not self.table.complete():
             raise FetchError(f"{self.file.name}: every connection ended before the last byte")
 
+    def _claim(self, piece: int) -> Segment | None:
+        """The next piece for a connection; a lone connection (one per file planned) streams on."""
+        return self.table.claim(
+            piece,
+            self.options.min_segment,
+            reserve=self.options.buffer_size,
+            whole=self.shared.planner.target() <= 1,
+        )
+
     def _start_worker(self, extra: bool, segment: Segment | None = None) -> threading.Thread:
         if segment is None:
-            segment = self.table.claim(self.options.min_segment, self.options.buffer_size)
+            segment = self._claim(PIECE_FIRST)
         with self._lock:
             self._active += 1
         thread = threading.Thread(
@@ -296,15 +324,19 @@ class FileTransfer:
             self._connections.add(conn)
         buffer = memoryview(bytearray(self.options.buffer_size))
         sizer = ChunkSizer(self.options.buffer_size)
+        piece = PIECE_FIRST
         try:
             while segment is not None and not self._failed.is_set():
+                started, before = time.monotonic(), segment.done
                 try:
                     self._fetch_segment(conn, segment, buffer, sizer)
                 finally:
                     self.table.release(segment)
+                rate = (segment.done - before) / max(1e-3, time.monotonic() - started)
+                piece = int(min(PIECE_MOST, max(self.options.min_segment, rate * PIECE_S)))
                 if extra and self._active > self.shared.planner.target():
                     break  # the planner went back to fewer connections
-                segment = self.table.claim(self.options.min_segment, self.options.buffer_size)
+                segment = self._claim(piece)
         except FetchError as err:
             self._fail(err)
         except Exception as err:  # a bug must still end the file with a message

@@ -246,7 +246,14 @@ def test_not_enough_space_is_refused_before_any_byte(hub, tmp_path: Path) -> Non
 
 # --- the Hub's real download path -------------------------------------------------------------
 
-SEGMENTED = ("--connections-per-file", "4", "--min-segment-bytes", str(2**20))
+SEGMENTED = (
+    "--connections-per-file",
+    "4",
+    "--min-segment-bytes",
+    str(2**20),
+    "--buffer-bytes",
+    str(2**20),
+)
 
 
 def events_of(proc_out: str) -> list[dict]:
@@ -298,7 +305,7 @@ def test_sigkill_mid_segments_resumes_each_segment_from_its_bytes(hub, tmp_path:
     h, info = hub
     h.rate_bytes_s = 2 * 2**20
     first = info["shards"][0]
-    cmd = fetch_cmd(tmp_path / "data", "--parallel", "1", *SEGMENTED, "--buffer-bytes", "262144")
+    cmd = fetch_cmd(tmp_path / "data", "--parallel", "1", *SEGMENTED)
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, text=True, env=env_for(h), start_new_session=True
     )
@@ -554,3 +561,29 @@ def test_ctrl_c_ends_the_transfers_promptly_and_keeps_what_is_on_disk(hub, tmp_p
     assert code == 0 and any(e["event"] == "resume" for e in events)
     for shard in info["shards"]:
         assert sha(tmp_path / "data" / FOLDER / shard.name) == sha(shard)
+
+
+def test_huggingface_hub_itself_downloads_through_the_standin_redirect(hub, tmp_path: Path) -> None:
+    """The stand-in's redirect is what huggingface_hub 2.4.0 expects of the Hub: metadata on the
+    302, bytes from the CDN, the token kept on the Hub."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    h, info = hub
+    shard = info["shards"][0]
+    url = hf_hub_url(GGUF_REPO, f"{FOLDER}/{shard.name}", endpoint=h.url)
+    meta = get_hf_file_metadata(url, token="hf_standin_secret")
+    assert meta.size == shard.stat().st_size and meta.etag == sha(shard)
+    assert meta.location.startswith(h.cdn_url) and meta.commit_hash == h.repos[GGUF_REPO].sha
+    got = hf_hub_download(
+        GGUF_REPO,
+        f"{FOLDER}/{shard.name}",
+        endpoint=h.url,
+        token="hf_standin_secret",
+        local_dir=tmp_path / "hf",
+    )
+    assert sha(Path(got)) == sha(shard)
+    assert h.cdn_requests() and not any(r.token for r in h.cdn_requests())
+    config = hf_hub_download(
+        CONFIG_REPO, "config.json", endpoint=h.url, local_dir=tmp_path / "hf-config"
+    )
+    assert json.loads(Path(config).read_text())["num_hidden_layers"] == 61

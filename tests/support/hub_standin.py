@@ -28,6 +28,7 @@ import hmac
 import json
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ class Request:
     status: int = 0
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a killed agent) is normal here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class HubStandIn:
     def __init__(self, cdn_url: str | None = None, url_lifetime_s: float = 3600.0) -> None:
         self.repos: dict[str, HubRepo] = {}
@@ -86,8 +96,8 @@ class HubStandIn:
         self.corrupt: dict[str, int] = {}  # path -> how many more GETs serve one flipped byte
         self.url_lifetime_s = url_lifetime_s
         self.external_cdn = cdn_url.rstrip("/") if cdn_url else None
-        self.server: ThreadingHTTPServer | None = None
-        self.cdn_server: ThreadingHTTPServer | None = None
+        self.server: _Server | None = None
+        self.cdn_server: _Server | None = None
         self._secret = os.urandom(16)
 
     # --- content --------------------------------------------------------------------------
@@ -145,13 +155,11 @@ class HubStandIn:
 
     def start(self, port: int = 0) -> str:
         handler = type("Handler", (_HubHandler,), {"hub": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         if self.external_cdn is None:
             cdn_handler = type("CdnHandler", (_CdnHandler,), {"hub": self})
-            self.cdn_server = ThreadingHTTPServer(("127.0.0.1", 0), cdn_handler)
-            self.cdn_server.daemon_threads = True
+            self.cdn_server = _Server(("127.0.0.1", 0), cdn_handler)
             threading.Thread(target=self.cdn_server.serve_forever, daemon=True).start()
         return self.url
 

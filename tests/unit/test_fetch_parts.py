@@ -23,27 +23,40 @@ from leviathan_tui.agent.writer_lock import LockBusy, WriterLock
 MiB = 2**20
 
 
-def test_fresh_table_splits_into_aligned_parts_that_tile_the_file() -> None:
-    table = SegmentTable.fresh(10 * MiB + 5, parts=4, min_segment=MiB)
-    bounds = [(s.start, s.end) for s in table.segments]
-    assert bounds[0][0] == 0 and bounds[-1][1] == 10 * MiB + 5 and len(bounds) == 4
-    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
-    assert all(start % ALIGN == 0 for start, _ in bounds)
-    assert len(SegmentTable.fresh(3 * MiB, parts=8, min_segment=MiB).segments) == 3
+def test_claims_hand_out_pieces_in_file_order_and_a_lone_connection_streams_on() -> None:
+    table = SegmentTable.fresh(100 * MiB + 5)
+    pieces = [table.claim(16 * MiB, MiB) for _ in range(3)]
+    assert [(p.start, p.end) for p in pieces] == [
+        (0, 16 * MiB),
+        (16 * MiB, 32 * MiB),
+        (32 * MiB, 48 * MiB),
+    ]
+    rest = [s for s in table.segments if not s.active]
+    assert [(s.start, s.end) for s in rest] == [(48 * MiB, 100 * MiB + 5)]
+    assert all(s.start % ALIGN == 0 for s in table.segments)
+    lone = SegmentTable.fresh(100 * MiB)
+    whole = lone.claim(16 * MiB, MiB, whole=True)
+    assert (whole.start, whole.end) == (0, 100 * MiB)
+    tail = SegmentTable.fresh(17 * MiB)  # a remainder below min_segment goes with the piece
+    assert tail.claim(16 * MiB, 2 * MiB).end == 17 * MiB
 
 
-def test_claim_takes_idle_segments_first_then_splits_the_largest_beyond_the_reserve() -> None:
-    table = SegmentTable.fresh(64 * MiB, parts=2, min_segment=MiB)
-    first = table.claim(MiB, reserve=4 * MiB)
-    second = table.claim(MiB, reserve=4 * MiB)
-    assert (first.start, second.start) == (0, 32 * MiB)
-    table.advance(first, 30 * MiB)  # first has 2 MiB left: too little to split past the reserve
-    third = table.claim(MiB, reserve=4 * MiB)
-    assert third is not None and third.start == 48 * MiB and second.end == 48 * MiB
-    assert third.start >= second.position + 4 * MiB
-    tiny = SegmentTable.fresh(3 * MiB)
-    only = tiny.claim(MiB, reserve=4 * MiB)
-    assert only is not None and tiny.claim(MiB, reserve=4 * MiB) is None
+def test_with_nothing_idle_a_busy_segment_is_cut_behind_its_owner() -> None:
+    table = SegmentTable.fresh(256 * MiB)
+    first = table.claim(32 * MiB, MiB, reserve=4 * MiB, whole=True)  # streams the whole file
+    table.advance(first, 10 * MiB)
+    second = table.claim(32 * MiB, MiB, reserve=4 * MiB)
+    assert first.end == 42 * MiB  # keeps one piece beyond where it is
+    assert (second.start, second.end) == (42 * MiB, 74 * MiB)
+    assert [(s.start, s.end) for s in table.segments if not s.active] == [(74 * MiB, 256 * MiB)]
+    # the end game: only busy segments left; one is halved, never closer than the reserve
+    end = SegmentTable.fresh(12 * MiB)
+    only = end.claim(32 * MiB, MiB, reserve=4 * MiB)
+    thief = end.claim(32 * MiB, MiB, reserve=4 * MiB)
+    assert thief is not None and thief.start == only.end == 6 * MiB
+    more = [end.claim(32 * MiB, MiB, reserve=4 * MiB) for _ in range(3)]
+    assert [(s.start, s.end) for s in more if s] == [(4 * MiB, 6 * MiB), (10 * MiB, 12 * MiB)]
+    assert more[2] is None  # every cut would now fall within 4 MiB of an owner or leave < 1 MiB
 
 
 def test_advance_stops_at_an_end_that_moved_and_the_prefix_waits_for_gaps() -> None:
@@ -63,7 +76,7 @@ def test_advance_stops_at_an_end_that_moved_and_the_prefix_waits_for_gaps() -> N
 
 def test_sidecar_is_one_page_rewritten_in_place_and_loads_back(tmp_path: Path) -> None:
     path = tmp_path / "f.segments.json"
-    table = SegmentTable.fresh(40 * MiB, parts=4, min_segment=MiB)
+    table = SegmentTable(40 * MiB, [Segment(i * 10 * MiB, (i + 1) * 10 * MiB) for i in range(4)])
     table.attach(path, "d" * 64)
     inode = path.stat().st_ino
     a, b, *_ = table.segments
@@ -106,8 +119,8 @@ def test_a_partial_file_from_the_agent_before_segments_counts_as_written_from_ze
             {"version": 1, "size": 3 * MiB, "digest": "other", "segments": [[0, 3 * MiB, 0]]}
         )
     )
-    table = load_table(file, parts=3, min_segment=MiB)  # a sidecar for other content: start over
-    assert table.written() == 0 and len(table.segments) == 3 and not partial_path(file).exists()
+    table = load_table(file)  # a sidecar for other content: start over
+    assert table.written() == 0 and len(table.segments) == 1 and not partial_path(file).exists()
 
 
 def test_prefix_hasher_reads_only_the_contiguous_prefix_and_ends_with_the_last_byte(
@@ -117,7 +130,8 @@ def test_prefix_hasher_reads_only_the_contiguous_prefix_and_ends_with_the_last_b
     file = _planned(tmp_path, data)
     path = tmp_path / "f.part"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    table = SegmentTable.fresh(len(data), parts=3, min_segment=MiB)
+    cuts = [0, 4 * MiB, 8 * MiB, len(data)]
+    table = SegmentTable(len(data), [Segment(a, b) for a, b in zip(cuts, cuts[1:], strict=False)])
     first, second, third = table.segments
     hasher = PrefixHasher(path, file, table).start()
     try:
