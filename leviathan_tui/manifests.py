@@ -23,6 +23,7 @@ AGENT_MODULES = (
     "fetch_events.py",
     "fetch_plan.py",
     "fetch_records.py",
+    "fetch_run.py",
     "fetch_verify.py",
     "autoscale.py",
     "hasher.py",

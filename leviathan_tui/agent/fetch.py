@@ -22,11 +22,9 @@ import time
 STARTED = time.monotonic()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -45,11 +43,11 @@ from leviathan_tui.agent.fetch_plan import (  # noqa: E402
     save_plan,
 )
 from leviathan_tui.agent.fetch_records import is_complete  # noqa: E402
-from leviathan_tui.agent.fetch_verify import check_gguf_set, verify_files, verify_one  # noqa: E402
+from leviathan_tui.agent.fetch_run import fetch_files  # noqa: E402
+from leviathan_tui.agent.fetch_verify import check_gguf_set, verify_files  # noqa: E402
 from leviathan_tui.agent.hasher import hash_file  # noqa: E402
 from leviathan_tui.agent.throttle import ConnectionBudget, TokenBucket  # noqa: E402
 from leviathan_tui.agent.transfer import (  # noqa: E402
-    FileTransfer,
     RunShared,
     TransferOptions,
     bytes_on_disk,
@@ -71,17 +69,6 @@ __all__ = [
 ]
 
 AUTO_CEILING = 8  # connections per file that "auto" may grow to
-
-
-def download_xet(file: PlannedFile) -> None:
-    os.environ.setdefault("HF_XET_HIGH_PERFORMANCE", "1")
-    from huggingface_hub import hf_hub_download
-
-    local_dir = file.dest.parent
-    got = Path(hf_hub_download(file.repo, file.path, revision=file.revision, local_dir=local_dir))
-    if got != file.dest:
-        shutil.move(got, file.dest)
-    emit("file_done", file=file.name, size=file.size, verified=False)
 
 
 def clean_stale(dest: Path) -> int:
@@ -429,7 +416,7 @@ def _download(args: argparse.Namespace, files: list[PlannedFile], reused: bool) 
     if check is not None:
         check.start()
     planner.start()
-    failures = _fetch_all(args, todo, shared, parallel)
+    failures = fetch_files(todo, shared, parallel, xet=args.transfer == "xet")
     planner.stop()
     if check is not None:
         check.join()
@@ -449,81 +436,6 @@ def _download(args: argparse.Namespace, files: list[PlannedFile], reused: bool) 
     return result(
         "done", files=len(files), total=total, verified=not args.no_hash, cpu_s=stats.summary()
     )
-
-
-def _fetch_all(
-    args: argparse.Namespace, todo: list[PlannedFile], shared: RunShared, parallel: int
-) -> list[str]:
-    """`parallel` files transfer at once; a file whose last byte has landed hands its digest
-    check to a finisher, so the next file starts while that hash catches up. A file that fails
-    its checksum is fetched again once, that file only."""
-    failures: list[str] = []
-    lock = threading.Lock()
-    outstanding = [len(todo)]
-    all_settled = threading.Event()
-    if not todo:
-        return failures
-    transfers = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="file")
-    finishers = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="finish")
-
-    def settle(failure: str | None = None) -> None:
-        with lock:
-            if failure and not shared.stop.is_set():
-                failures.append(failure)
-            outstanding[0] -= 1
-            if outstanding[0] == 0:
-                all_settled.set()
-
-    def failed(file: PlannedFile, attempt: int, err: Exception) -> None:
-        if shared.stop.is_set():
-            settle()
-        elif not isinstance(err, FetchError):
-            settle(f"{file.name}: {type(err).__name__}: {err}")
-        else:
-            emit("error", file=file.name, reason=str(err), attempt=attempt + 1)
-            if "checksum" in str(err) and attempt == 0:
-                transfers.submit(transfer, file, 1)
-            else:
-                settle(str(err))
-
-    def transfer(file: PlannedFile, attempt: int) -> None:
-        try:
-            if args.transfer == "xet":
-                download_xet(file)
-                problem = verify_one(file)
-                if problem:
-                    raise FetchError(f"{file.name}: {problem}")
-                settle()
-                return
-            job = FileTransfer(file, shared)
-            with shared.stats.thread("transfer"):
-                job.transfer()
-        except Exception as err:
-            failed(file, attempt, err)
-            return
-        finishers.submit(finish, file, job, attempt)
-
-    def finish(file: PlannedFile, job: FileTransfer, attempt: int) -> None:
-        try:
-            with shared.stats.thread("transfer"):
-                job.finish()
-        except Exception as err:
-            failed(file, attempt, err)
-            return
-        settle()
-
-    for file in todo:
-        transfers.submit(transfer, file, 0)
-    try:
-        while not all_settled.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        shared.stop.set()  # the transfers end within a tick; their partial state stays
-        raise
-    finally:
-        transfers.shutdown(wait=True, cancel_futures=True)
-        finishers.shutdown(wait=True, cancel_futures=True)
-    return failures
 
 
 if __name__ == "__main__":
