@@ -1,11 +1,14 @@
 """One file over one or more Range connections into its partial file, resumable and hashed on
 the way.
 
-A supervisor thread per file resolves the file's CDN location, starts a connection on the first
-unfinished segment, adds connections up to the planner's target while the budget allows (each one
-takes an untouched segment or splits the largest), saves the segment table every second and
-reports progress. Connections read with `readinto` into their own large buffer and `pwrite` at
-the segment's offset; the hasher thread follows the contiguous prefix.
+A supervisor thread per file resolves the file's CDN location, starts a connection, adds
+connections up to the planner's target while the budget allows, and reports progress. A lone
+connection streams the file to its end; with several, each asks for a piece of about PIECE_S
+seconds of its own rate, in file order, so the contiguous prefix (what the hasher thread reads)
+trails the newest byte by a few pieces at most. Connections read with `readinto` into their own
+buffer, in chunks of about a tenth of a second, `pwrite` each at its offset and then record it in
+the segment table's sidecar. `transfer()` returns when the last byte is on disk; `finish()` waits
+for the digest, checks it and puts the file in place.
 """
 
 from __future__ import annotations
