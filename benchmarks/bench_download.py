@@ -485,16 +485,18 @@ def _resume(endpoint: str, work: Path, total: int) -> list[Figure]:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    saved = work / "half-saved"  # the killed state, put back before each restart at the same path
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.copytree(half, saved)
     figures = []
     for label, flags in (("reuse_plan", ("--reuse-plan",)), ("fresh_listing", ())):
         times = []
         for _ in range(RUNS):
-            dest = work / "restart"
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(half, dest)
+            shutil.rmtree(half, ignore_errors=True)
+            shutil.copytree(saved, half)
             start = time.time()
             proc = subprocess.Popen(
-                _agent_cmd(dest, *flags),
+                _agent_cmd(half, *flags),
                 stdout=subprocess.PIPE,
                 text=True,
                 env=_env(endpoint),
@@ -502,7 +504,10 @@ def _resume(endpoint: str, work: Path, total: int) -> list[Figure]:
             )
             assert proc.stdout is not None
             first = None
+            reused = None
             for line in proc.stdout:
+                if line.startswith("{") and '"plan"' in line:
+                    reused = json.loads(line).get("reused")
                 if line.startswith("{") and '"first_byte"' in line:
                     first = json.loads(line)
                     break
@@ -510,6 +515,8 @@ def _resume(endpoint: str, work: Path, total: int) -> list[Figure]:
             proc.wait()
             if first is None:
                 raise RuntimeError("the restarted agent sent no byte")
+            if reused != (label == "reuse_plan"):
+                raise RuntimeError(f"{label}: the plan event says reused={reused}")
             times.append(first["ts"] - start)
         figures.append(
             Figure(
@@ -522,7 +529,7 @@ def _resume(endpoint: str, work: Path, total: int) -> list[Figure]:
             )
         )
     shutil.rmtree(half, ignore_errors=True)
-    shutil.rmtree(work / "restart", ignore_errors=True)
+    shutil.rmtree(saved, ignore_errors=True)
     return figures
 
 
