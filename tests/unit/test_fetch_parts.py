@@ -227,9 +227,11 @@ def test_the_agent_configmap_alone_runs_the_fetch_agent(tmp_path: Path) -> None:
             sys.executable,
             "-I",
             "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "import runpy; sys.argv = ['fetch', '--help']; "
-            "runpy.run_module('leviathan_tui.agent.fetch', run_name='__main__')",
+            "import sys, runpy; sys.path.insert(0, sys.argv[1]); sys.argv = ['fetch', '--help']\n"
+            "try:\n"
+            "    runpy.run_module('leviathan_tui.agent.fetch', run_name='__main__')\n"
+            "finally:\n"
+            "    print('MODULES', *sorted({m.split('.')[0] for m in sys.modules}))",
             str(tmp_path),
         ],
         capture_output=True,
@@ -238,3 +240,6 @@ def test_the_agent_configmap_alone_runs_the_fetch_agent(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--connections-per-file" in proc.stdout
+    loaded = proc.stdout.split("MODULES", 1)[1].split()
+    third_party = [m for m in loaded if m not in sys.stdlib_module_names and not m.startswith("_")]
+    assert third_party == ["leviathan_tui"], third_party  # stdlib only until the Hub is listed
