@@ -14,16 +14,15 @@ JSON line says which and why.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
+from pathlib import Path
 
 from leviathan_tui.agent._emit import emit, milestone, result
-from leviathan_tui.agent.lock import Held, hold
 from leviathan_tui.agent.lsblk import BlockDevice, assess, enrich, parse_lsblk, run_lsblk
 from leviathan_tui.agent.node import current
+from leviathan_tui.agent.writer_lock import LockBusy, WriterLock, describe
 
-LOCK_NAME = ".leviathan-disk.lock"
 
 
 def _current(device: str) -> BlockDevice:
@@ -210,16 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         return check_only(args)
+    lock = WriterLock(Path(args.mountpoint))  # one disk agent per mountpoint, across pods
     try:
-        with hold(os.path.join(args.mountpoint, LOCK_NAME), wait_s=args.lock_wait):
-            return format_and_mount(args)
-    except Held as held:
+        lock.acquire(args.lock_wait)
+    except LockBusy as busy:
         return result(
             "refused",
-            f"another disk agent ({held.holder}) is working on {args.mountpoint}; nothing done",
+            f"another disk agent ({describe(busy.holder)}) is working on {args.mountpoint}; nothing done",
         )
     except OSError as err:
         return result("failed", f"cannot lock {args.mountpoint}: {err.strerror or err}")
+    try:
+        return format_and_mount(args)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class HubBackend:
         return head_bytes(self.model, path, nbytes)
 
     def plan(self) -> DownloadPlan:
-        from leviathan_tui.agent.fetch import (
+        from leviathan_tui.agent.fetch_plan import (
             DEFAULT_CONFIG_INCLUDE,
             FetchError,
             folders_with_sizes,

@@ -209,13 +209,17 @@ def test_a_recorded_filesystem_uuid_that_changed_is_refused(
 def test_a_second_disk_agent_on_the_same_mountpoint_is_refused_naming_the_holder(
     loop_device: LoopDevice, tmp_path: Path, mkfs_counter: Path
 ) -> None:
-    from leviathan_tui.agent.lock import hold
+    from leviathan_tui.agent.writer_lock import WriterLock
 
     mp = tmp_path / "mnt"
-    with hold(str(mp / ".leviathan-disk.lock")):
+    holder = WriterLock(mp)
+    assert holder.try_acquire()
+    try:
         code, _, out = agent(
             "disk", *disk_args(loop_device, mp), "--lock-wait", "1", shim=mkfs_counter
         )
+    finally:
+        holder.release()
     assert code == 3 and f"pid {os.getpid()}" in out
     assert mkfs_calls(tmp_path) == 0
 
