@@ -24,7 +24,6 @@ from leviathan_tui.agent.node import current
 from leviathan_tui.agent.writer_lock import LockBusy, WriterLock, describe
 
 
-
 def _current(device: str) -> BlockDevice:
     devices = enrich(parse_lsblk(run_lsblk(device)))
     if not devices:

@@ -38,7 +38,17 @@ def fetch_args(ctx: StepContext, folder: str, *, mode: str | None = None) -> lis
         c.model.transfer,
         "--retry-for",
         str(int(c.model.retry_for_s)),
+        "--connections-per-file",
+        str(c.download.connections_per_file or "auto"),
+        "--max-connections",
+        str(c.download.max_connections),
+        "--max-bytes-per-s",
+        str(c.download.max_bytes_per_s),
+        "--lock-wait",
+        "10",
     ]
+    if mode is None:
+        args.append("--reuse-plan")  # a restart sends its first byte before listing the Hub
     for name in c.model.config_files:
         args += ["--config-include", name]
     if mode:
@@ -96,11 +106,12 @@ class DownloadView:
             ctx.file_progress(name, self.done[name], _int(event.get("total")), "downloading")
             self.overall()
         elif kind == "resume":
-            offset, total = int(event.get("offset") or 0), int(event.get("total") or 0)
-            self.resumed += offset
-            self.done[name] = offset
-            ctx.file_progress(name, offset, total, "resuming")
-            ctx.log(f"{name}: resuming from {decimal_size(offset)} of {decimal_size(total)}")
+            on_disk = int(event.get("done") or event.get("offset") or 0)
+            total = int(event.get("total") or 0)
+            self.resumed += on_disk
+            self.done[name] = on_disk
+            ctx.file_progress(name, on_disk, total, "resuming")
+            ctx.log(f"{name}: resuming from {decimal_size(on_disk)} of {decimal_size(total)}")
         elif kind == "file_done":
             size = int(event.get("size") or 0)
             self.done[name] = size
@@ -126,6 +137,17 @@ class DownloadView:
                 self.totals.get(name),
                 "failed",
                 str(event.get("reason")),
+            )
+        elif kind == "connections":
+            ctx.log(f"{event.get('per_file')} connection(s) per file: {event.get('reason')}")
+        elif kind == "lock_wait":
+            ctx.log(
+                f"waiting: {event.get('dir')} is being written by {event.get('holder')}", "warn"
+            )
+        elif kind == "plan_changed":
+            ctx.log(
+                f"the Hub's files changed since the download was planned: {event.get('files')}",
+                "warn",
             )
         elif kind == "cleaned":
             ctx.log(
@@ -177,6 +199,11 @@ class FetchStep(Step):
             ctx.config, FETCH_POD, "fetch", fetch_args(ctx, plan.folder), env=fetch_env(ctx)
         )
         result = run_agent(ctx, pod, view)
+        if result.get("status") == "refused" and result.get("holder"):
+            raise StepError(
+                f"another download pod is writing the model directory: {result.get('reason')}",
+                "wait for it to finish, or stop it (leviathan stop), then run again",
+            )
         if result.get("status") == "refused":
             raise StepError(
                 f"download refused on the node: {result.get('reason')}",

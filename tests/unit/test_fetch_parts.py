@@ -211,9 +211,8 @@ def test_the_agent_configmap_alone_runs_the_fetch_agent(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from leviathan_tui.manifests import _configmap_items, agent_configmap
-
     from leviathan_tui.config import Config
+    from leviathan_tui.render.manifests import _configmap_items, agent_configmap
 
     shipped = {p.name for p in Path("leviathan_tui/agent").glob("*.py")}
     configmap = agent_configmap(Config())
