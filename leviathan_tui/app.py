@@ -371,6 +371,9 @@ class LeviathanApp(App[int]):
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
+        panel = getattr(self, "download_panel", None)
+        if not self.is_running or panel is None or not panel.is_mounted:
+            return  # the app is closing: late events have nowhere to go
         self.events_seen.append(type(event).__name__ + ":" + event.step_id)
         steps = self.step_list
         log = self.log_pane
@@ -636,7 +639,8 @@ class LeviathanApp(App[int]):
         """After an answer, give the same step a moment to ask its next question (a disk choice,
         then its confirmation) before another step's question takes the screen."""
         same_step = any(m.question.step_id == self._last_step for m in self._questions)
-        if same_step or time.monotonic() >= until or not self.engine_running:
+        last_stopped = self.step_list.status(self._last_step) not in ("running", "waiting")
+        if same_step or last_stopped or time.monotonic() >= until or not self.engine_running:
             self._show_question()
         else:
             self.set_timer(0.1, lambda: self._next_question(until))
@@ -673,7 +677,8 @@ class LeviathanApp(App[int]):
             if not self.going_back:
                 self.step_list.set_status(question.step_id, "running")
             self._last_step = question.step_id
-            self._next_question(time.monotonic() + 1.5)
+            # after Back the same step asks again for certain: wait for it; else briefly
+            self._next_question(time.monotonic() + (15.0 if value == BACK else 1.5))
 
         if question.screen == "device":
             self.push_screen(DeviceScreen(question), done)

@@ -57,16 +57,21 @@ async def walk(
         name = type(screen).__name__
         if not seen or seen[-1] != name:
             seen.append(name)
-        try:
-            await answer(app, pilot, screen, device)
-        except NoMatches:  # the screen is still composing; look again
-            continue
+        await answer(app, pilot, screen, device)
         if isinstance(screen, SummaryScreen):
             break
     return seen
 
 
 async def answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None:
+    """One operator's answer to the screen shown; nothing while it is still composing."""
+    try:
+        await _answer(app, pilot, screen, device)
+    except NoMatches:
+        pass
+
+
+async def _answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None:
     if isinstance(screen, PlanScreen):
         if screen.complete:
             await pilot.press("enter")
