@@ -201,6 +201,7 @@ class LeviathanApp(App[int]):
         self._deferred: list[AskOperator] = []  # put aside with Esc; `a` brings them back
         self._showing_question = False
         self._last_step = ""
+        self._fallback_offered = False
         self.notices: dict[str, str] = {}
         self.plan_lines: list[Any] = []
         self.download_step = ""
@@ -476,12 +477,53 @@ class LeviathanApp(App[int]):
         if self.going_back:
             self.show_plan()
             return
+        if event.exit_code != 0 and self._offer_fallback():
+            return
         if (
             event.exit_code == 0
             and self.state.status("deploy.health") in ("done", "skipped")
             and not isinstance(self.screen, SummaryScreen)
         ):
             self.push_screen(SummaryScreen(self.summary_lines()))
+
+    def _offer_fallback(self) -> bool:
+        """After a failed KTransformers build: offer llama.cpp's upstream image instead."""
+        from leviathan_tui.phases.deploy import offer_fallback
+
+        fallback = offer_fallback(self.config, self.state)
+        if fallback is None or self._fallback_offered:
+            return False
+        self._fallback_offered = True  # asked once per session, not again after its own run
+        question = fallback.question()
+        question.expected = fallback.config.deploy.engine
+        question.step_id = "deploy.apply"
+
+        def done(value: str | None) -> None:
+            if value != fallback.config.deploy.engine:
+                self.log_pane.add("leviathan", f"not deploying llama.cpp: {fallback.hint}", "warn")
+                return
+            self.answerer._record(question, value)  # a replay of this session does the same
+            self.log_pane.add(
+                "leviathan", f"deploying llama.cpp instead: {fallback.config.deploy.llamacpp_image}"
+            )
+            self.engine = Runner(
+                self.steps,
+                config=fallback.config,
+                state=self.state,
+                backends=self.backends,
+                answerer=self.answerer,
+                emit=self._emit,
+            )
+            self.engine_running = True
+            self._fallback_only = list(fallback.only)
+            self.run_fallback()
+
+        self.push_screen(QuestionScreen(question), done)
+        return True
+
+    @work(thread=True, exit_on_error=False, name="fallback")
+    def run_fallback(self) -> None:
+        self.engine.run(self._fallback_only)
 
     def _refresh_records(self) -> None:
         disk = self.state.get(DataDisk)

@@ -321,8 +321,10 @@ class DeployConfig(Section):
         description="time the serving benchmark after the health check may take; 0 skips it",
     )
     gpus: int = Field(1, ge=1, description="nvidia.com/gpu limit")
-    gpu_memory_gib: float = Field(
-        96.0, gt=0, description="memory of one GPU (Kubernetes does not report it)"
+    gpu_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        description="memory of one GPU; default: the node's nvidia.com/gpu.memory label (GPU Feature Discovery), else 96",
     )
     cpu_infer: int | None = Field(
         None, ge=1, description="--cpu_infer; default: the node's allocatable CPUs minus 2"

@@ -208,9 +208,23 @@ def engine_spec(
     return BUILDERS[config.deploy.engine](config, image, cpus, shard)
 
 
-def vllm_fits(model_bytes: int, config: Config) -> tuple[bool, str]:
+FALLBACK_GPU_GIB = 96.0  # when neither the config nor the node says (a 96 GB Blackwell card)
+
+
+def gpu_bytes_per_gpu(config: Config, node_gpu_mib: int | None = None) -> int:
+    """Memory of one GPU: configured, else the node's GFD label, else FALLBACK_GPU_GIB."""
+    if config.deploy.gpu_memory_gib is not None:
+        return int(config.deploy.gpu_memory_gib * 2**30)
+    if node_gpu_mib:
+        return node_gpu_mib * 2**20
+    return int(FALLBACK_GPU_GIB * 2**30)
+
+
+def vllm_fits(
+    model_bytes: int, config: Config, node_gpu_mib: int | None = None
+) -> tuple[bool, str]:
     """vLLM keeps every weight in GPU memory: offer it only when the GPUs can hold the model."""
-    gpu_bytes = int(config.deploy.gpus * config.deploy.gpu_memory_gib * 2**30)
+    gpu_bytes = config.deploy.gpus * gpu_bytes_per_gpu(config, node_gpu_mib)
     if model_bytes * 1.1 <= gpu_bytes:
         return True, ""
     return False, (

@@ -21,6 +21,13 @@ class DryHttp:
         self.actions = actions
         self.speed = speed
 
+    def _engine(self) -> str:
+        """The engine the applied Deployment runs (not the config's: a fallback may differ)."""
+        for key, manifest in self.world.read()["applied"].items():
+            if key.startswith("Deployment/"):
+                return manifest["metadata"].get("labels", {}).get("leviathan/engine", "")
+        return self.config.deploy.engine
+
     def _loaded(self) -> bool:
         applied = float(self.world.read().get("deployment_applied_at") or 0.0)
         return bool(applied) and (time.time() - applied) * self.speed >= LOADING_S + 2.0
@@ -30,7 +37,7 @@ class DryHttp:
     ) -> HttpResult:
         if not self._loaded():
             return HttpResult(0, b"", "connection refused")
-        if url.endswith("/health") and self.config.deploy.engine == "ktransformers":
+        if url.endswith("/health") and self._engine() == "ktransformers":
             return HttpResult(404, b'{"detail":"Not Found"}')  # KTransformers has no /health
         if url.endswith("/health"):
             return HttpResult(200, b'{"status":"ok"}')

@@ -27,6 +27,7 @@ from leviathan_tui.health import HINT_BAD_URL, HINT_SLOW, complete, wait_alive
 from leviathan_tui.inference import (
     EngineSpec,
     engine_spec,
+    gpu_bytes_per_gpu,
     merged_gguf_dir,
     merged_gguf_name,
     vllm_fits,
@@ -179,9 +180,12 @@ class ApplyStep(Step):
         self._estimate = est
         facts = ctx.get(NodeFacts)
         node_mem = facts.memory_bytes if facts else 0
-        gpu_mem = int(ctx.config.deploy.gpus * ctx.config.deploy.gpu_memory_gib * 2**30)
+        node_gpu_mib = next(
+            (g.memory_mib for g in (facts.gpus if facts else ()) if g.memory_mib), None
+        )
+        gpu_mem = ctx.config.deploy.gpus * gpu_bytes_per_gpu(ctx.config, node_gpu_mib)
         if spec.name == "vllm":
-            fits, reason = vllm_fits(est.expert_bytes + est.dense_bytes, ctx.config)
+            fits, reason = vllm_fits(est.expert_bytes + est.dense_bytes, ctx.config, node_gpu_mib)
             if not fits:
                 raise StepError(
                     reason, "use deploy.engine ktransformers or llamacpp (experts in system RAM)"

@@ -263,3 +263,35 @@ async def test_download_panel_lists_every_file_from_the_start(tmp_path: Path) ->
         await wait_for(app, pilot, QuitScreen)
         await pilot.click("#leave")
         await pilot.pause(0.5)
+
+
+async def test_after_a_failed_build_the_wizard_offers_llamacpp(tmp_path: Path) -> None:
+    from leviathan_tui.config import Config
+
+    config = Config.model_validate({"build": {"dockerfile": str(tmp_path / "missing.Dockerfile")}})
+    app = make_app(tmp_path, config=config)
+    async with app.run_test(size=SMALL) as pilot:
+        offer = None
+        for _ in range(2400):
+            screen = app.screen
+            if (
+                isinstance(screen, QuestionScreen)
+                and screen.question.id == "deploy.fallback_engine"
+            ):
+                offer = screen
+                break
+            await answer(app, pilot, screen, "/dev/nvme1n1")
+            await pilot.pause(0.05)
+        assert offer is not None, app.events_seen[-5:]
+        assert "StepFailed:build.image" in app.events_seen
+        await pilot.pause(0.2)
+        await pilot.press(*"llamacpp", "enter")
+        for _ in range(1800):
+            if isinstance(app.screen, SummaryScreen):
+                break
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, SummaryScreen), app.events_seen[-6:]
+        assert app.state.status("deploy.health") == "done"
+        await pilot.press("q")
+    replay = yaml.safe_load((tmp_path / "replay.yaml").read_text())
+    assert replay["answers"]["deploy.fallback_engine"] == "llamacpp"
