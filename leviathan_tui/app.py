@@ -460,8 +460,11 @@ class LeviathanApp(App[int]):
 
     def _run_finished(self, event: RunFinished) -> None:
         self.engine_running = False
-        self._questions = [m for m in self._questions if not m.done.is_set()][:0]
+        self._questions = []
         self._deferred.clear()  # the steps that asked have stopped
+        if self._showing_question and self.screen is not self.screen_stack[0]:
+            self.pop_screen()  # a question its run no longer waits for
+            self._showing_question = False
         self.exit_code = event.exit_code
         for step_id, status in list(self.step_list.statuses.items()):
             if status in ("running", "waiting"):
@@ -704,7 +707,8 @@ class LeviathanApp(App[int]):
 
         def done(value: str | None) -> None:
             self._showing_question = False
-            self._questions.remove(message)
+            if message in self._questions:  # not when its run ended meanwhile
+                self._questions.remove(message)
             if value == LATER:
                 self._deferred.append(message)
                 self.notify(f"{question.step_id} waits for your answer: press a when ready")
