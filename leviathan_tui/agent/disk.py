@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 
 from leviathan_tui.agent._emit import emit, milestone, result
-from leviathan_tui.agent.lsblk import BlockDevice, assess, enrich, parse_lsblk, run_lsblk
+from leviathan_tui.agent.lsblk import (
+    BlockDevice,
+    assess,
+    enrich,
+    identity_mismatch,
+    parse_lsblk,
+    run_lsblk,
+)
 from leviathan_tui.agent.node import current
 from leviathan_tui.agent.writer_lock import LockBusy, WriterLock, describe
 
@@ -31,18 +38,8 @@ def _current(device: str) -> BlockDevice:
     return devices[0]
 
 
-def identity_mismatch(dev: BlockDevice, args: argparse.Namespace) -> str:
-    """Why `dev` is not the recorded disk, or "" when serial, size, by-id and UUID all match."""
-    problems = []
-    if dev.serial != args.serial:
-        problems.append(f"serial {dev.serial!r} (recorded {args.serial!r})")
-    if dev.size != args.size:
-        problems.append(f"size {dev.size} bytes (recorded {args.size})")
-    if args.by_id and dev.by_id and not set(args.by_id) & set(dev.by_id):
-        problems.append(f"by-id {', '.join(dev.by_id)} (recorded {', '.join(args.by_id)})")
-    if args.fs_uuid and dev.uuid != args.fs_uuid:
-        problems.append(f"filesystem UUID {dev.uuid or 'none'} (recorded {args.fs_uuid})")
-    return "; ".join(problems)
+def recorded_mismatch(dev: BlockDevice, args: argparse.Namespace) -> str:
+    return identity_mismatch(dev, args.serial, args.size, args.by_id, args.fs_uuid)
 
 
 def _done(args: argparse.Namespace, dev: BlockDevice, formatted: bool) -> int:
@@ -75,7 +72,7 @@ def check_only(args: argparse.Namespace) -> int:
         dev = _current(args.device)
     except (OSError, subprocess.CalledProcessError, ValueError) as err:
         return result("failed", f"cannot read {args.device}: {err}")
-    mismatch = identity_mismatch(dev, args)
+    mismatch = recorded_mismatch(dev, args)
     if mismatch:
         return result("refused", f"{args.device} is not the recorded disk: {mismatch}")
     if dev.fstype != "xfs" or dev.label != args.label:
@@ -98,7 +95,7 @@ def format_and_mount(args: argparse.Namespace) -> int:
         dev = _current(device)
     except (OSError, subprocess.CalledProcessError, ValueError) as err:
         return result("failed", f"cannot read {device}: {err}")
-    mismatch = identity_mismatch(dev, args)
+    mismatch = recorded_mismatch(dev, args)
     if mismatch:
         return result(
             "refused", f"{device} is not the disk that was chosen: {mismatch}; nothing formatted"
@@ -134,7 +131,7 @@ def format_and_mount(args: argparse.Namespace) -> int:
             again = _current(device)
         except (OSError, subprocess.CalledProcessError, ValueError) as err:
             return result("failed", f"cannot re-read {device}: {err}")
-        mismatch = identity_mismatch(again, args)
+        mismatch = recorded_mismatch(again, args)
         if mismatch:
             return result("refused", f"{device} changed under us ({mismatch}); nothing formatted")
         code, output = node.mkfs_xfs(device, args.label, force=bool(verdict.foreign))

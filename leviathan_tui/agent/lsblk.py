@@ -181,6 +181,27 @@ def assess(
     return Assessment(True, "", False, foreign)
 
 
+def identity_mismatch(
+    dev: BlockDevice,
+    serial: str,
+    size: int,
+    by_id: tuple[str, ...] | list[str] = (),
+    fs_uuid: str = "",
+) -> str:
+    """Why `dev` is not the recorded disk, or "" when serial, size, by-id (when both have one) and
+    filesystem UUID (once recorded) all match. The one rule for the agent and the wizard."""
+    problems = []
+    if dev.serial != serial:
+        problems.append(f"serial {dev.serial or '-'} (recorded {serial or '-'})")
+    if dev.size != size:
+        problems.append(f"size {dev.size} bytes (recorded {size})")
+    if by_id and dev.by_id and not set(by_id) & set(dev.by_id):
+        problems.append(f"by-id {', '.join(dev.by_id)} (recorded {', '.join(by_id)})")
+    if fs_uuid and dev.uuid != fs_uuid:
+        problems.append(f"filesystem UUID {dev.uuid or 'none'} (recorded {fs_uuid})")
+    return "; ".join(problems)
+
+
 def device_event(
     device: BlockDevice, label: str, mountpoint: str | None = None, *, allow_loop: bool = False
 ) -> dict[str, Any]:

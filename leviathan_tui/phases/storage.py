@@ -12,7 +12,7 @@ import dataclasses
 import secrets
 from typing import Any
 
-from leviathan_tui.agent.lsblk import BlockDevice, assess, signatures
+from leviathan_tui.agent.lsblk import BlockDevice, assess, identity_mismatch, signatures
 from leviathan_tui.errors import GoBack, RefusedAnswer, StepError
 from leviathan_tui.events import Choice, DeviceFacts, Question
 from leviathan_tui.phases.agent_pod import run_agent
@@ -85,20 +85,11 @@ def device_choice(dev: BlockDevice, label: str, mountpoint: str, need: int | Non
     )
 
 
-def identity_mismatch(recorded: DataDisk, dev: BlockDevice | None) -> str:
+def recorded_disk_mismatch(recorded: DataDisk, dev: BlockDevice | None) -> str:
     """Why the node's device at the recorded path is not the recorded disk ("" when it is)."""
     if dev is None:
         return "the node has no such device now"
-    problems = []
-    if dev.serial != recorded.serial:
-        problems.append(f"serial {dev.serial or '-'}")
-    if dev.size != recorded.size:
-        problems.append(f"size {dev.size} bytes")
-    if recorded.by_id and dev.by_id and not set(recorded.by_id) & set(dev.by_id):
-        problems.append(f"by-id {dev.by_id[0]}")
-    if recorded.fs_uuid and dev.uuid and dev.uuid != recorded.fs_uuid:
-        problems.append(f"filesystem UUID {dev.uuid}")
-    return ", ".join(problems)
+    return identity_mismatch(dev, recorded.serial, recorded.size, recorded.by_id, recorded.fs_uuid)
 
 
 class ProbeStep(Step):
@@ -211,7 +202,7 @@ class FormatStep(Step):
             raise StepError("the probe found no block devices", "run the storage phase again")
         if recorded is not None:
             dev = devices.get(recorded.path)
-            mismatch = identity_mismatch(recorded, dev)
+            mismatch = recorded_disk_mismatch(recorded, dev)
             if mismatch:
                 raise RefusedAnswer(
                     f"the disk at {recorded.path} is not the recorded data disk: recorded "

@@ -295,3 +295,36 @@ async def test_after_a_failed_build_the_wizard_offers_llamacpp(tmp_path: Path) -
         await pilot.press("q")
     replay = yaml.safe_load((tmp_path / "replay.yaml").read_text())
     assert replay["answers"]["deploy.fallback_engine"] == "llamacpp"
+
+
+async def test_a_swapped_disk_is_refused_in_the_tui_without_asking_or_formatting(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await walk(app, pilot)
+        await pilot.press("q")
+    world_file = tmp_path / "world" / "world.json"
+    data = json.loads(world_file.read_text())
+    for dev in data["machine"]["blockdevices"]:
+        if dev["path"] == "/dev/nvme1n1":
+            dev["serial"] = "S64HNE0R8SWAP"
+    data["disks"].pop("/dev/nvme1n1", None)
+    data["mounts"].clear()
+    world_file.write_text(json.dumps(data))
+    again = make_app(tmp_path)
+    async with again.run_test(size=SMALL) as pilot:
+        await wait_for(again, pilot, ResumeScreen)
+        await pilot.press("enter")  # Resume
+        for _ in range(1200):
+            if "StepFailed:storage.format" in again.events_seen:
+                break
+            assert not isinstance(again.screen, DeviceScreen | ConfirmFormatScreen)
+            await answer(again, pilot, again.screen, "/dev/nvme1n1")
+            await pilot.pause(0.05)
+        assert "StepFailed:storage.format" in again.events_seen
+        await pilot.pause(0.3)  # the log pane paints in batches
+        errors = [line for _, line, level in again.log_pane.lines if level == "error"]
+        assert any("not the recorded data disk" in line for line in errors), errors
+        await pilot.press("q")
+    assert [f["device"] for f in json.loads(world_file.read_text())["formats"]] == ["/dev/nvme1n1"]

@@ -332,3 +332,57 @@ def test_machine_file_drives_the_dry_run(tmp_path: Path) -> None:
         ]
     )
     assert bad.returncode == 2 and "lsblk" in bad.stderr
+
+
+def _swap_disk(tmp_path: Path, serial: str = "S64HNE0R8SWAP") -> None:
+    """Another disk now sits at /dev/nvme1n1 of the simulated node: same path, another serial."""
+    path = tmp_path / "dry-run" / "world" / "world.json"
+    world = json.loads(path.read_text())
+    for dev in world["machine"]["blockdevices"]:
+        if dev["path"] == "/dev/nvme1n1":
+            dev["serial"] = serial
+    world["disks"].pop("/dev/nvme1n1", None)  # the new disk is blank
+    world["mounts"].clear()  # after a reboot nothing is mounted
+    path.write_text(json.dumps(world))
+
+
+def test_a_swapped_disk_is_refused_on_every_run_and_never_formatted(tmp_path: Path) -> None:
+    first = run(
+        [
+            "--dry-run",
+            "--state-dir",
+            str(tmp_path),
+            "--replay",
+            str(REPLAY),
+            "--only",
+            "preflight,storage",
+        ]
+    )
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr
+    _swap_disk(tmp_path)
+    for _ in range(2):  # refused the first time, and again: the record is never overwritten
+        again = run(
+            [
+                "--dry-run",
+                "--state-dir",
+                str(tmp_path),
+                "--replay",
+                str(REPLAY),
+                "--only",
+                "preflight,storage",
+            ]
+        )
+        assert again.returncode == 3, again.stdout[-2000:] + again.stderr
+        assert "is not the recorded data disk" in again.stderr
+        assert "S64HNE0R812345" in again.stderr and "S64HNE0R8SWAP" in again.stderr
+        assert "leviathan reset --disk" in again.stderr
+    world = json.loads((tmp_path / "dry-run" / "world" / "world.json").read_text())
+    assert [f["device"] for f in world["formats"]] == ["/dev/nvme1n1"]  # the first disk only
+    state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
+    assert state["records"]["DataDisk"]["data"]["serial"] == "S64HNE0R812345"
+    # choosing again is explicit: forget the disk, then the replay's recorded serial still refuses
+    assert (
+        run(["reset", "--dry-run", "--disk", "--yes", "--state-dir", str(tmp_path)]).returncode == 0
+    )
+    state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
+    assert "DataDisk" not in state["records"]
