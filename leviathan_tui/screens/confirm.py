@@ -71,7 +71,8 @@ class ConfirmFormatScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        for widget in self.query(Input):  # none if closed before it was mounted
+            widget.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -61,7 +61,10 @@ class DeviceScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
+        tables = self.query(DataTable)
+        if not tables:  # closed before it was mounted (its run ended, or the app quit)
+            return
+        table = tables.first()
         table.focus()
         choices = self.question.choices
         preferred = next((i for i, c in enumerate(choices) if c.preselect), None)

@@ -44,7 +44,10 @@ class PlanScreen(Screen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#plan-start", Button).focus()
+        starts = self.query("#plan-start")
+        if not starts:  # closed before it was mounted
+            return
+        starts.first().focus()
         if self.lines or self.complete:
             self._paint()
 

@@ -35,7 +35,8 @@ class QuitScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#stay", Button).focus()
+        for widget in self.query("#stay"):  # none if closed before it was mounted
+            widget.focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(str(event.button.id))

@@ -37,7 +37,8 @@ class ResumeScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#resume", Button).focus()
+        for widget in self.query("#resume"):  # none if closed before it was mounted
+            widget.focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss("start-over" if event.button.id == "start-over" else "resume")

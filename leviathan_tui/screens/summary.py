@@ -32,7 +32,8 @@ class SummaryScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#summary-body").focus()
+        for widget in self.query("#summary-body"):  # none if closed before it was mounted
+            widget.focus()
 
     def action_copy_curl(self) -> None:
         command = self.lines.get("Try it", "")

@@ -40,7 +40,7 @@ def make_app(
 
 async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) -> Screen:
     for _ in range(int(limit_s / 0.05)):
-        if isinstance(app.screen, kind):
+        if isinstance(app.screen, kind) and app.screen.is_mounted:
             return app.screen
         await pilot.pause(0.05)
     raise AssertionError(f"{kind.__name__} never came; on {type(app.screen).__name__}")
