@@ -160,6 +160,17 @@ class LeviathanApp(App[int]):
         Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
         Binding("a", "answer_pending", "Answer the waiting question"),
         Binding("v", "verify_again", "Verify files"),
+        *(
+            Binding(key, f"log('{action}')", show=False)
+            for key, action in (
+                ("slash", "search"),
+                ("e", "toggle_errors"),
+                ("w", "toggle_wrap"),
+                ("f", "toggle_follow"),
+                ("x", "all_steps"),
+                ("s", "save"),
+            )
+        ),
         Binding("question_mark", "toggle_keys", "Keys"),
         *(
             Binding(str(i), f"phase({i})", f"{name}", show=False)
@@ -195,6 +206,7 @@ class LeviathanApp(App[int]):
         self.started_at = time.monotonic()
         self.engine_running = False
         self.going_back = False
+        self.stopped: list[str] | None = None  # what "Stop it and quit" stopped
         self.quitting = ""
         self.phase_pinned = False
         self._questions: list[AskOperator] = []
@@ -285,11 +297,19 @@ class LeviathanApp(App[int]):
             self.log_pane.add("leviathan", line)
         self.set_interval(0.25, self._check_signals)
         if self.state.has_progress:
+            shown = {"running": "interrupted: goes on", "pending": "to do"}
             summary = [
-                f"{sid}: {'interrupted' if rec.status == 'running' else rec.status}"
-                for sid, rec in self.state.iter_steps()
-                if rec.status != "pending"
+                f"{step.id}: {shown.get(status, status)}"
+                for step in self.steps
+                for status in [self.state.status(step.id)]
             ]
+            disk = self.state.get(DataDisk)
+            if disk is not None:
+                summary.append(
+                    f"\nThe data disk {disk.path} (serial {disk.serial or '-'}) is recorded: it is "
+                    "checked and mounted "
+                    "again, never formatted again (a different disk there is refused)."
+                )
             self.push_screen(ResumeScreen(summary, self.state.updated_at), self._after_resume)
         else:
             self.show_plan()
@@ -308,9 +328,13 @@ class LeviathanApp(App[int]):
     # --- the plan ---------------------------------------------------------------------------
 
     def show_plan(self) -> None:
-        title = "Plan — nothing has changed yet." + (
-            " DRY RUN: a simulated node, Hub, build host and registry." if self.dry_run else ""
-        )
+        done = sum(status in ("done", "skipped") for status in self.step_list.statuses.values())
+        title = (
+            f"Plan — resuming: {done} of {len(self.steps)} steps done; done steps are checked, "
+            "never redone."
+            if done
+            else "Plan — nothing has changed yet."
+        ) + (" DRY RUN: a simulated node, Hub, build host and registry." if self.dry_run else "")
         self.plan_screen = PlanScreen(title)
         self.push_screen(self.plan_screen, self._after_plan)
         if self.plan_lines:
@@ -338,8 +362,10 @@ class LeviathanApp(App[int]):
     def _after_plan(self, choice: str | None) -> None:
         if choice == "start":
             self.start_engine()
-        else:
-            self.exit(0)
+            return
+        self.state.flush()
+        unfinished = any(status == "interrupted" for status in self.step_list.statuses.values())
+        self.exit(EXIT_INTERRUPTED if unfinished else 0)  # a run stopped midway is not done
 
     # --- engine -----------------------------------------------------------------------------
 
@@ -462,6 +488,7 @@ class LeviathanApp(App[int]):
         self.engine_running = False
         self._questions = []
         self._deferred.clear()  # the steps that asked have stopped
+        self.refresh_bindings()
         if self._showing_question and self.screen is not self.screen_stack[0]:
             self.pop_screen()  # a question its run no longer waits for
             self._showing_question = False
@@ -570,11 +597,17 @@ class LeviathanApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # the main screen's actions are not offered over the plan or a dialog
         if (
-            action in ("answer_pending", "verify_again", "phase")
+            action in ("answer_pending", "verify_again", "phase", "log")
             and self.screen is not self.screen_stack[0]
         ):
             return False
+        if action == "answer_pending":  # offered while a question waits, put aside or queued
+            return bool(self._deferred or self._questions)
         return True
+
+    def action_log(self, name: str) -> None:
+        """The log's keys, from anywhere on the main screen (the log pane need not have focus)."""
+        getattr(self.log_pane, f"action_{name}")()
 
     def action_toggle_keys(self) -> None:
         if self.screen.query("KeyPanel"):
@@ -583,7 +616,12 @@ class LeviathanApp(App[int]):
             self.action_show_help_panel()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # Textual's own quits at once, past the quit dialog
+                yield command
+        yield SystemCommand(
+            "Quit", "the same as q: says what keeps running first", self.action_quit_app
+        )
         yield SystemCommand(
             "Verify the model files again",
             "hash every file on the disk again",
@@ -645,9 +683,15 @@ class LeviathanApp(App[int]):
         base = self.config.deploy.health_url or (health.base_url if health else "")
         if not base and facts and facts.internal_ip:
             base = f"http://{facts.internal_ip}:{self.config.deploy.node_port}"
-        if not base:
-            self.call_from_thread(self.notify, "no URL known yet: deploy first", severity="warning")
+        deployed = self.state.status("deploy.apply") in ("done", "skipped")
+        if not base or not (deployed or self.config.deploy.health_url):
+            self.call_from_thread(
+                self.notify,
+                "nothing is deployed yet: the check runs after deploy",
+                severity="warning",
+            )
             return
+        self.call_from_thread(self.notify, f"checking {base} (up to 60 s)…")
         try:
             result = check_health(
                 self.backends.http,
@@ -668,6 +712,7 @@ class LeviathanApp(App[int]):
     def on_ask_operator(self, message: AskOperator) -> None:
         # steps run in parallel and may ask at once: one question on screen at a time
         self._questions.append(message)
+        self.refresh_bindings()  # `a` is offered while a question waits
         if not self._showing_question:
             self._show_question()
 
@@ -709,6 +754,7 @@ class LeviathanApp(App[int]):
             self._showing_question = False
             if message in self._questions:  # not when its run ended meanwhile
                 self._questions.remove(message)
+            self.refresh_bindings()
             if value == LATER:
                 self._deferred.append(message)
                 self.notify(f"{question.step_id} waits for your answer: press a when ready")
@@ -751,7 +797,7 @@ class LeviathanApp(App[int]):
             "Image": f"{self.config.image_ref} @ {image.digest if image else '-'}",
             "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {disk.identity() if disk else '?'}",
             "Replay": f"{replay}\n{self.resume_command} --replay {replay}",
-            "Check health later": f"leviathan health --url {base}",
+            "Check health later": f"{self.resume_command} health --url {base}",
         }
         if health:
             lines["First reply"] = f"{health.reply}  (time to first token {health.ttft_s} s)"
@@ -780,8 +826,13 @@ class LeviathanApp(App[int]):
             return
         from leviathan_tui.phases.stop import goes_on_after
 
-        running = [s for s, st in self.step_list.statuses.items() if st in ("running", "waiting")]
-        items = goes_on_after(running, self.config, self.dry_run)
+        statuses = self.step_list.statuses.items()
+        items = goes_on_after(
+            [s for s, st in statuses if st == "running"],
+            [s for s, st in statuses if st == "waiting"],
+            self.config,
+            self.dry_run,
+        )
         self.push_screen(QuitScreen(items, self.resume_command), self._after_quit)
 
     def _check_signals(self) -> None:
@@ -815,7 +866,7 @@ class LeviathanApp(App[int]):
     def stop_and_exit(self) -> None:
         from leviathan_tui.phases.stop import stop_work
 
-        stop_work(self.config, self.backends, self.state, lambda line: None)
+        self.stopped = stop_work(self.config, self.backends, self.state, lambda line: None)
         self.call_from_thread(self.exit, EXIT_INTERRUPTED)
 
 
@@ -828,7 +879,8 @@ def run_app(
     directory: Path,
     dry_run: bool,
     resume_command: str = "leviathan",
-) -> int:
+) -> tuple[int, list[str] | None]:
+    """The exit code, and what "Stop it and quit" stopped (None when it was not chosen)."""
     app = LeviathanApp(
         config=config,
         state=state,
@@ -843,4 +895,4 @@ def run_app(
     signals.counting()  # the app polls: a SIGTERM stops the steps and leaves, exit 130
     code = app.run()
     state.flush()
-    return int(code if code is not None else (app.exit_code or 0))
+    return int(code if code is not None else (app.exit_code or 0)), app.stopped

@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(plan, suppress=True)
     plan.add_argument(
-        "--machine", type=Path, metavar="FILE", help="with --dry-run: the node's disks"
+        "--machine",
+        type=Path,
+        metavar="FILE",
+        default=argparse.SUPPRESS,  # else it would hide a --machine given before `plan`
+        help="with --dry-run: the node's disks",
     )
     stop = sub.add_parser(
         "stop", help="stop Leviathan's helper pods and the detached build (the Deployment stays)"

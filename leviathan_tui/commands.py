@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from leviathan_tui.app import run_app
 
         command = resume_command(args)
-        code = run_app(
+        code, stopped = run_app(
             config=config,
             state=state,
             backends=backends,
@@ -182,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             resume_command=command,
         )
-        print(exit_line(state, config, args.dry_run, command))
+        print(exit_line(state, config, args.dry_run, command, stopped))
         return code
     finally:
         if backends is not None:
@@ -208,17 +208,27 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(parts)
 
 
-def exit_line(state: Any, config: Any, dry_run: bool, command: str) -> str:
-    """One line after the TUI: what is done, what still runs, how to resume."""
+def exit_line(
+    state: Any, config: Any, dry_run: bool, command: str, stopped: list[str] | None = None
+) -> str:
+    """One line after the TUI: what is done, what still runs (or what was stopped), how to
+    resume."""
     from leviathan_tui.phases import all_steps
     from leviathan_tui.phases.stop import still_running
 
     steps = all_steps()
     done = sum(1 for s in steps if state.status(s.id) in ("done", "skipped"))
     if done == len(steps):
-        return f"leviathan: all {done} steps done; run `{command}` again to check them"
-    running = still_running(state, config, dry_run)
-    goes_on = f"; still running: {', '.join(running)}" if running else ""
+        from leviathan_tui.records import Health
+
+        health = state.get(Health)
+        serving = f"; serving {health.base_url}/v1" if health else ""
+        return f"leviathan: all {done} steps done{serving}; run `{command}` again to check them"
+    if stopped is not None:
+        goes_on = f"; stopped: {', '.join(stopped) or 'nothing was running'}"
+    else:
+        running = still_running(state, config, dry_run)
+        goes_on = f"; still running: {', '.join(running)}" if running else ""
     return f"leviathan: {done} of {len(steps)} steps done{goes_on}; resume with: {command}"
 
 
@@ -237,6 +247,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         where = state_dir(args) if scratch is None else Path(scratch.name)
         backends = dry_backends(config, where, load_machine(args), speed=dry_run_speed())
     else:
+        if args.machine:
+            raise UsageError("--machine only makes sense with --dry-run")
         from leviathan_tui.backends import real_backends
 
         backends = real_backends(config)
@@ -357,7 +369,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         try:
             atomic_write(target, text.encode("utf-8"))
         except StateWriteError as err:
-            raise LeviathanError(err.message, "free space there or choose another --out") from None
+            raise LeviathanError(err.message, err.fix("choose another --out")) from None
         print(target)
     return 0
 
@@ -368,7 +380,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     directory = state_dir(args)
     if not (directory / STATE_FILE).exists():
-        print(f"no saved session in {directory}")
+        dry = not args.dry_run and (directory / "dry-run" / STATE_FILE).exists()
+        print(
+            f"no saved session in {directory}" + ("; a dry run's is: add --dry-run" if dry else "")
+        )
         return 0
     state = State.load(directory, read_only=True)
     for notice in state.notices:
@@ -419,7 +434,7 @@ def forget_disk(state: Any) -> None:
         state.drop(cls)
     for step_id in ("storage.format", "storage.verify_host", "download.fetch"):
         if step_id in state.steps:
-            state.set_status(step_id, "pending")
+            state.set_status(step_id, "pending", summary="")  # its old result no longer holds
     for key in ("storage.device", "storage.device_serial", "storage.device_size"):
         state.forget_answer(key)
     replay = state.directory / "replay.yaml"

@@ -19,12 +19,19 @@ class QuestionSpec:
     value: Literal["text", "integer"] = "text"
     destructive: bool = False
     secret: bool = False
+    shape: str = ""  # a regular expression every answer must match, checked before anything runs
+    shape_hint: str = ""
 
 
 QUESTIONS: dict[str, QuestionSpec] = {
     spec.id: spec
     for spec in (
-        QuestionSpec("storage.device", "the disk that holds the model (its /dev path)"),
+        QuestionSpec(
+            "storage.device",
+            "the disk that holds the model (its /dev path)",
+            shape=r"/dev/\S+",
+            shape_hint="a /dev path such as /dev/nvme1n1",
+        ),
         QuestionSpec(
             "storage.confirm_format",
             "the typed confirmation before mkfs: the device name",

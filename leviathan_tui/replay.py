@@ -14,6 +14,7 @@ anything happens (exit 2), naming the file and the place.
 from __future__ import annotations
 
 import difflib
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ def _check_answer(path: Path, key: Any, value: Any) -> None:
         raise UsageError(
             f"{path}: answers.{key}: must be text, got {type(value).__name__} {value!r}"
         )
+    if spec.shape and not re.fullmatch(spec.shape, str(value)):
+        raise UsageError(f"{path}: answers.{key}: must be {spec.shape_hint}, got {value!r}")
 
 
 @dataclass

@@ -41,6 +41,14 @@ R = TypeVar("R", bound=Record)
 class StateWriteError(LeviathanError):
     """The session could not be saved (disk full, read-only, wrong kind of file)."""
 
+    def __init__(self, message: str, hint: str = "", disk_full: bool = False) -> None:
+        super().__init__(message, hint)
+        self.disk_full = disk_full
+
+    def fix(self, elsewhere: str) -> str:
+        """What to do: free space when the disk is full, else make it writable, or go `elsewhere`."""
+        return f"{'free space there' if self.disk_full else 'make it writable'}, or {elsewhere}"
+
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -115,7 +123,7 @@ def check_directory(directory: Path) -> None:
     try:
         atomic_write(probe, b"ok\n")
     except StateWriteError as err:
-        raise UsageError(err.message, "free space there, or pass a writable --state-dir") from None
+        raise UsageError(err.message, err.fix("pass a writable --state-dir")) from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()
@@ -193,8 +201,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        cause = "the disk is full" if err.errno == errno.ENOSPC else _describe_os_error(err)
-        raise StateWriteError(f"cannot save {path}: {cause}") from None
+        full = err.errno == errno.ENOSPC
+        cause = "the disk is full" if full else _describe_os_error(err)
+        raise StateWriteError(f"cannot save {path}: {cause}", disk_full=full) from None
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -71,6 +71,14 @@ __all__ = [
 AUTO_CEILING = 8  # connections per file that "auto" may grow to
 
 
+def _bytes(size: int) -> str:
+    """Exact bytes, then the size as the Hub prints it: `404424858009 bytes (404.4 GB)`."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size} bytes ({size / scale:.1f} {unit})"
+    return f"{size} bytes"
+
+
 def clean_stale(dest: Path) -> int:
     """The stock client leaves process-unique *.incomplete files behind; remove them."""
     removed = 0
@@ -385,7 +393,7 @@ def _download(args: argparse.Namespace, files: list[PlannedFile], reused: bool) 
             needed=needed,
             free=free,
         )
-    milestone(f"DOWNLOADING {len(todo)} of {len(files)} files ({needed / 1e9:.1f} GB to go)")
+    milestone(f"DOWNLOADING {len(todo)} of {len(files)} files, {_bytes(needed)} to go")
 
     stats = CpuStats()
     reporter = Reporter(stats, STARTED)
@@ -432,7 +440,7 @@ def _download(args: argparse.Namespace, files: list[PlannedFile], reused: bool) 
     bad = check_gguf_set([f for f in files if f.name.endswith(".gguf")])
     if bad:
         return result("failed", f"GGUF check failed: {', '.join(bad)}", bad=bad)
-    milestone(f"DONE: {len(files)} files, {total / 1e9:.1f} GB verified")
+    milestone(f"DONE: {len(files)} files, {_bytes(total)} verified")
     return result(
         "done", files=len(files), total=total, verified=not args.no_hash, cpu_s=stats.summary()
     )

@@ -24,7 +24,9 @@ def dry_backends(
     world, note = World.open(state_dir / "world", machine)
     actions: list[str] = [note]
     hub = DryHub(config, world, actions, speed)
-    kube = DryKube(config, world, actions, speed, rescale=hub.rescale)
+    kube = DryKube(
+        config, world, actions, speed, rescale=hub.rescale, rescale_text=hub.rescale_text
+    )
     backends = Backends(
         kube=kube,
         hub=hub,

@@ -10,6 +10,7 @@ speed and "resuming from N GB" reads as on the real Hub.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from leviathan_tui.dryrun.hub_server import HubStandIn
 from leviathan_tui.dryrun.machine import hub_listing
 from leviathan_tui.dryrun.world import SCALE, World
 from leviathan_tui.errors import StepError
+from leviathan_tui.units import decimal_size
 
 DOWNLOAD_SECONDS = 40.0  # at speed 1
 MIN_SERVED = 4096
+SHARD_BYTES = 45_000_000_000  # the repo's shards are about this size
 
 
 def served_size(real: int) -> int:
@@ -62,10 +65,35 @@ class DryHub:
 
     # --- the plan (read-only, real sizes) ----------------------------------------------------
 
+    def _folder(self) -> str:
+        return f"DeepSeek-V3-{self.config.model.quant}"
+
+    def _shards(self) -> list[dict[str, Any]]:
+        """The configured quant's shards: the captured listing's for its own quant; for another
+        quant the repo lists, its total split into shards of the repo's usual size."""
+        quant, quants = self.config.model.quant, self.listing["quants"]
+        if quant not in quants:
+            known = ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items()))
+            raise StepError(
+                f"quant {quant} not found in {self.config.model.repo}; quants that exist: {known}",
+                "set model.quant to one of them",
+            )
+        if all(f["path"].startswith(self._folder() + "/") for f in self.listing["files"]):
+            return list(self.listing["files"])
+        total, count = quants[quant], max(1, math.ceil(quants[quant] / SHARD_BYTES))
+        return [
+            {
+                "path": f"{self._folder()}/{self._folder()}-{i:05d}-of-{count:05d}.gguf",
+                "size": total // count + (total % count if i == count else 0),
+                "sha256": None,
+            }
+            for i in range(1, count + 1)
+        ]
+
     def plan(self) -> DownloadPlan:
         listing = self.listing
         gguf = [
-            PlanFile(listing["repo"], f["path"], f["size"], f["sha256"]) for f in listing["files"]
+            PlanFile(listing["repo"], f["path"], f["size"], f["sha256"]) for f in self._shards()
         ]
         config = [
             PlanFile(listing["config_repo"], f["path"], f["size"], f["sha256"])
@@ -75,7 +103,7 @@ class DryHub:
             f"would list {self.config.model.repo} and {self.config.model.config_repo} on the Hub"
         )
         return DownloadPlan(
-            "DeepSeek-V3-Q4_K_M",
+            self._folder(),
             gguf,
             config,
             dict(listing["quants"]),
@@ -97,7 +125,7 @@ class DryHub:
     def _start(self) -> HubStandIn:
         hub = HubStandIn()
         root = self.world.hub_root
-        shards = sorted(self.listing["files"], key=lambda f: f["path"])
+        shards = sorted(self._shards(), key=lambda f: f["path"])
         for index, item in enumerate(shards):
             size = served_size(item["size"])
             path = root / item["path"]
@@ -116,12 +144,21 @@ class DryHub:
             hub.add_file(self.listing["config_repo"], item["path"], path)
             self._ratio[path.name] = item["size"] / path.stat().st_size
         served = sum(f.size for repo in hub.repos.values() for f in repo.files.values())
-        real = sum(f["size"] for f in self.listing["files"] + self.listing["config_files"])
+        real = sum(f["size"] for f in self._shards() + self.listing["config_files"])
         self._total_ratio = real / served
         # per connection: the agent fetches model.parallel files at once
         hub.rate_bytes_s = served / (DOWNLOAD_SECONDS * self.config.model.parallel) * self.speed
         hub.start()
         return hub
+
+    def rescale_text(self, line: str) -> str:
+        """`20221243 bytes (20.2 MB)` in the agent's milestones, as the real files' bytes."""
+
+        def real(match: re.Match[str]) -> str:
+            size = round(int(match.group(1)) * self._total_ratio)
+            return f"{size} bytes ({decimal_size(size)})"
+
+        return re.sub(r"(\d+) bytes(?: \([^)]*\))?", real, line)
 
     def rescale(self, event: dict[str, Any]) -> dict[str, Any]:
         """The agent's byte counts for the scaled files, as the real files' sizes."""

@@ -40,12 +40,14 @@ class DryKube:
         actions: list[str],
         speed: float,
         rescale: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        rescale_text: Callable[[str], str] | None = None,
     ) -> None:
         self.config = config
         self.world = world
         self.actions = actions
         self.speed = speed
         self.rescale = rescale or (lambda event: event)
+        self.rescale_text = rescale_text or (lambda line: line)
         self.pods: dict[str, LocalPod] = {}
         self._lock = threading.Lock()
 
@@ -237,6 +239,8 @@ class DryKube:
         """The line as the pod would print it: pod paths, real byte counts."""
         for pod_path, local in pod.paths.items():
             line = line.replace(local, pod_path)
+        if line.startswith(">> "):  # a milestone's sizes, as the real files'
+            return self.rescale_text(line)
         if not line.startswith("{"):
             return line
         try:

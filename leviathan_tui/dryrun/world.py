@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from leviathan_tui.state import atomic_write
+from leviathan_tui.state import StateWriteError, atomic_write
 
 WORLD_FILE = "world.json"
 WORLD_VERSION = 1
@@ -54,6 +54,13 @@ DEFAULT_NODE = {
         "vaes vpclmulqdq avx512_vnni avx512_bitalg avx512_vpopcntdq rdpid fsrm flush_l1d"
     ).split(),
 }
+
+
+def _unwritable(directory: Path, err: OSError) -> StateWriteError:
+    return StateWriteError(
+        f"cannot change the simulated world in {directory}: {err.strerror or err}",
+        "make the state directory writable, or pass another --state-dir",
+    )
 
 
 def _fresh(machine: dict[str, Any]) -> dict[str, Any]:
@@ -122,9 +129,24 @@ class World:
 
     @contextlib.contextmanager
     def edit(self) -> Iterator[dict[str, Any]]:
-        """Read-modify-write under an exclusive lock (the agents share the world)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        """Read-modify-write under an exclusive lock (the agents share the world). A world kept
+        on a read-only file system can still be read; changing it is refused with one line."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            if not self.path.is_file():
+                raise _unwritable(self.directory, err) from None
+            cannot_lock = err
+        else:
+            cannot_lock = None
+        if cannot_lock is not None:
+            data = self._load()
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:
+                raise _unwritable(self.directory, cannot_lock)
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = self._load()

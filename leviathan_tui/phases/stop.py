@@ -37,9 +37,12 @@ def still_running(state: State, config: Config, dry_run: bool) -> list[str]:
     return items
 
 
-def goes_on_after(running: list[str], config: Config, dry_run: bool) -> list[str]:
-    """For steps running now: what keeps running after the wizard quits, and what stops."""
-    items = []
+def goes_on_after(
+    running: list[str], waiting: list[str], config: Config, dry_run: bool
+) -> list[str]:
+    """For steps running now: what keeps running after the wizard quits, and what stops.
+    A step waiting for an answer has started nothing yet: it asks again on the next run."""
+    items = [f"{step} waits for your answer: it asks again on the next run" for step in waiting]
     for step in running:
         if step == "download.fetch":
             where = (
@@ -50,7 +53,7 @@ def goes_on_after(running: list[str], config: Config, dry_run: bool) -> list[str
             items.append(f"the download goes on (pod {FETCH_POD} on {where})")
         elif step in ("build.image", "build.push"):
             what = "image build" if step == "build.image" else "push"
-            items.append(f"the {what} goes on on {config.ssh.host} (detached)")
+            items.append(f"the {what} keeps running on {config.ssh.host} (detached)")
         else:
             items.append(f"{step} stops and resumes on the next run")
     return items

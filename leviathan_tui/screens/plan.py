@@ -23,8 +23,12 @@ class PlanScreen(Screen[str]):
     CSS_PATH = "plan.tcss"
     BINDINGS = [
         Binding("enter", "start", "Start", show=True, priority=True),
-        Binding("escape", "quit", "Quit"),
+        Binding("escape", "stay", show=False),  # Esc backs out of dialogs; here it must not quit
         Binding("q", "quit", "Quit"),
+        Binding("pagedown,down", "scroll_plan(1)", "Scroll", show=False),
+        Binding("pageup,up", "scroll_plan(-1)", show=False),
+        Binding("end", "scroll_plan(1000)", show=False),
+        Binding("home", "scroll_plan(-1000)", show=False),
     ]
 
     def __init__(self, title: str) -> None:
@@ -60,8 +64,8 @@ class PlanScreen(Screen[str]):
         self._paint()
 
     def _paint(self) -> None:
-        if not self.is_mounted:
-            return  # on_mount paints what arrived before
+        if not self.query("#plan-lines"):
+            return  # not composed yet: on_mount paints what arrived before
         table = Table(box=None, show_header=False, padding=(0, 1), expand=True)
         table.add_column(width=1)
         table.add_column(style="bold", no_wrap=True)
@@ -102,3 +106,10 @@ class PlanScreen(Screen[str]):
 
     def action_quit(self) -> None:
         self.dismiss("quit")
+
+    def action_scroll_plan(self, pages: int) -> None:
+        body = self.query_one("#plan-body", VerticalScroll)
+        body.scroll_to(y=body.scroll_y + pages * max(1, body.size.height - 2), animate=False)
+
+    def action_stay(self) -> None:
+        self.notify("Enter starts; q quits")

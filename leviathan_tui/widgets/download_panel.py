@@ -39,6 +39,7 @@ class DownloadPanel(Vertical):
         self.done = 0.0
         self.retries = 0
         self.note = ""
+        self._rebase = True  # the first figure may include bytes from an earlier session
 
     def compose(self) -> ComposeResult:
         yield Static("no download yet: the plan is read before the disk is chosen", id="dl-summary")
@@ -80,15 +81,21 @@ class DownloadPanel(Vertical):
     def overall(self, done: float, total: float | None) -> None:
         self.done = done
         self.total = total or self.total
-        self._rich.update(
-            self._task_for("", self.total or None), completed=done, total=self.total or None
-        )
+        task_id = self._task_for("", self.total or None)
+        if self._rebase:  # bytes found on the disk are not bytes per second: speed starts now
+            self._rebase = False
+            self._rich.reset(task_id, completed=done, total=self.total or None)
+        else:
+            self._rich.update(task_id, completed=done, total=self.total or None)
         self.query_one(ProgressBar).update(total=self.total or None, progress=done)
         self._summary()
 
     def file(self, name: str, done: float, total: float | None, state: str, note: str = "") -> None:
         table = self.query_one(DataTable)
         task_id = self._task_for(name, total)
+        previous = self.states.get(name, "waiting")
+        if state == "resuming" or (state == "done" and previous == "waiting"):
+            self._rebase = True  # resumed or already complete: not transferred in this run
         if state == "resuming":
             self._rich.reset(
                 task_id, completed=done, total=total

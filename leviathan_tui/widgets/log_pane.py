@@ -42,7 +42,7 @@ class LogPane(Vertical):
         Binding("e", "toggle_errors", "Errors only"),
         Binding("w", "toggle_wrap", "Wrap"),
         Binding("slash", "search", "Search"),
-        Binding("a", "all_steps", "All steps"),
+        Binding("x", "all_steps", "All steps"),
         Binding("s", "save", "Save log"),
     ]
 

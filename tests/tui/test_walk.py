@@ -114,7 +114,13 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         await wait_for(app, pilot, DeviceScreen)
         assert "StepFailed:storage.format" not in app.events_seen
         await pilot.press("escape")  # and back to the plan
-        await wait_for(app, pilot, PlanScreen)
+        plan = await wait_for(app, pilot, PlanScreen)
+        await pilot.pause(0.2)
+        painted = str(plan.query_one("#plan-lines").render())
+        assert "reading the cluster" not in painted  # the plan read before is shown again
+        await pilot.press("escape")  # an impatient second Esc does not quit
+        await pilot.pause(0.2)
+        assert app.is_running and app.screen is plan
         assert world(tmp_path)["formats"] == []
         assert "StepFailed:storage.format" not in app.events_seen
         assert app.state.get(DataDisk) is None  # nothing was confirmed: nothing recorded
@@ -204,9 +210,15 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
         assert visible(quit_screen, "#stop") and app.focused.id == "stay"
         await pilot.press("enter")  # Enter stays
         assert not isinstance(app.screen, QuitScreen) and app.engine_running
-        await pilot.press("q")
+        stop = size == SMALL
+        if stop:  # the palette's Quit asks too, then "Stop it and quit"
+            await pilot.press("ctrl+p", *"Quit")
+            await pilot.pause(0.5)
+            await pilot.press("enter")
+        else:
+            await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
-        await pilot.click("#leave")
+        await pilot.click("#stop" if stop else "#leave")
         for _ in range(400):
             if not app.is_running:
                 break
@@ -215,6 +227,10 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
     from leviathan_tui.state import State
 
     assert State.load(tmp_path).status("download.fetch") == "interrupted"
+    if stop:
+        assert app.stopped is not None and any("fetch" in item for item in app.stopped)
+    else:
+        assert app.stopped is None
 
 
 async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
@@ -226,7 +242,11 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         await pilot.press("escape")  # from the summary back to the steps
         await pilot.pause(0.2)
         pane = app.log_pane
+        assert not app.check_action("answer_pending", ())  # no question waits: `a` not offered
         app.step_list.focus()
+        await pilot.press("e")  # the log's keys work with the focus on the steps
+        assert pane.errors_only
+        await pilot.press("e")
         app.step_list.highlighted = [s.id for s in app.steps].index("storage.probe")
         await pilot.press("enter")
         await pilot.pause(0.2)

@@ -58,6 +58,7 @@ def test_dry_run_replay_walks_every_step_and_a_second_run_only_checks(tmp_path: 
     ):
         assert f"{step}" in result.stdout and "done" in result.stdout
     assert "404.4 GB" in result.stdout  # the true size, not the plan's 100-150 GB
+    assert "(404.4 GB) to go" in result.stdout  # the agent's own line, as the real files' size
     assert "9 shards" in result.stdout
     state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
     assert all(rec["status"] == "done" for rec in state["steps"].values())
@@ -386,3 +387,58 @@ def test_a_swapped_disk_is_refused_on_every_run_and_never_formatted(tmp_path: Pa
     )
     state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
     assert "DataDisk" not in state["records"]
+    status = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
+    format_line = next(line for line in status.splitlines() if "storage.format" in line)
+    assert "pending" in format_line and "formatted" not in format_line  # no stale result
+
+
+def test_plan_follows_the_configured_quant_and_refuses_one_the_repo_lacks(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  quant: Q2_K_XS\n")
+    other = run(["--dry-run", "--config", str(config), "--state-dir", str(tmp_path), "plan"])
+    assert other.returncode == 0, other.stderr
+    assert "DeepSeek-V3-Q2_K_XS: 5 shards" in other.stdout and "207.0 GB" in other.stdout
+    assert "404.4 GB" not in other.stdout
+    config.write_text("model:\n  quant: Q9_FAKE\n")
+    missing = run(["--dry-run", "--config", str(config), "--state-dir", str(tmp_path), "plan"])
+    assert "quant Q9_FAKE not found" in missing.stdout and "Q2_K_XS (207 GB)" in missing.stdout
+    assert "cannot be read" in missing.stderr
+    replay = run(
+        [
+            "--dry-run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path),
+            "--replay",
+            str(REPLAY),
+        ]
+    )
+    assert replay.returncode == 1 and "quant Q9_FAKE not found" in replay.stderr
+    world = json.loads((tmp_path / "dry-run" / "world" / "world.json").read_text())
+    assert world["formats"] == []  # stopped at the plan's refusal, before the disk
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--dry-run", "--machine", "{missing}", "plan"],
+        ["--dry-run", "plan", "--machine", "{missing}"],
+        ["--machine", "{missing}", "plan"],
+    ],
+)
+def test_plan_reads_the_machine_file_wherever_it_is_given(tmp_path: Path, args: list[str]) -> None:
+    args = [a.replace("{missing}", str(tmp_path / "nope.json")) for a in args]
+    result = run(["--state-dir", str(tmp_path)] + args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nope.json" in result.stderr or "only makes sense with --dry-run" in result.stderr
+
+
+def test_a_device_answer_that_is_no_dev_path_stops_before_anything_runs(tmp_path: Path) -> None:
+    replay = tmp_path / "r.yaml"
+    replay.write_text("version: 1\nanswers:\n  storage.device: 5\n")
+    result = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(replay)])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "answers.storage.device: must be a /dev path" in result.stderr
+    assert "preflight.node" not in result.stdout  # refused before any step
