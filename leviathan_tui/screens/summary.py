@@ -26,6 +26,10 @@ class SummaryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="summary-body"):
             yield Static("The service is up.", id="summary-title")
+            yield Static(
+                "Long lines stay whole: scroll sideways with ← →; c copies the curl command.",
+                id="summary-hint",
+            )
             for key, value in self.lines.items():
                 yield Static(Text(key, style="bold"), classes="summary-key")
                 yield Static(Text(value, no_wrap=True, overflow="ignore"), classes="summary-value")

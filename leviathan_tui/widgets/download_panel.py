@@ -14,13 +14,23 @@ from textual.widgets import DataTable, ProgressBar, Static
 
 from leviathan_tui.units import decimal_size, duration, rate
 
-COLUMNS = ("file", "state", "done", "size", "speed", "ETA")
+COLUMNS = ("file", "state", "done of size", "speed", "ETA")  # narrow enough for 80 columns
 
 
 def short_name(name: str) -> str:
-    """'DeepSeek-V3-Q4_K_M-00002-of-00009.gguf' -> 'shard 00002-of-00009' (the folder says the rest)."""
-    match = re.search(r"-(\d{5}-of-\d{5})\.gguf$", name)
-    return f"shard {match.group(1)}" if match else name
+    """'DeepSeek-V3-Q4_K_M-00002-of-00009.gguf' -> 'shard 2/9' (the folder says the rest);
+    other files by their name, cut to 14 characters."""
+    match = re.search(r"-(\d{5})-of-(\d{5})\.gguf$", name)
+    if match:
+        return f"shard {int(match.group(1))}/{int(match.group(2))}"
+    return name if len(name) <= 14 else name[:13] + "…"
+
+
+def done_of(done: float, total: float) -> str:
+    """'12.0/44.9 GB'; the unit twice only when they differ ('812.0 MB/44.9 GB')."""
+    d, t = decimal_size(done), decimal_size(total)
+    d_value, _, d_unit = d.partition(" ")
+    return f"{d_value}/{t}" if d_unit == t.partition(" ")[2] else f"{d}/{t}"
 
 
 class DownloadPanel(Vertical):
@@ -115,7 +125,7 @@ class DownloadPanel(Vertical):
         label = note if note and state not in ("done",) else state
         if state == "done":
             label = note or "done"
-        row = (short_name(name), label, decimal_size(done), decimal_size(total or 0), speed, eta)
+        row = (short_name(name), label, done_of(done, total or 0), speed, eta)
         if name in table.rows:
             for key, value in zip(self._columns, row, strict=True):
                 table.update_cell(name, key, value)
