@@ -65,6 +65,7 @@ class Question:
     device: DeviceFacts | None = None  # the disk a confirmation is about
     risks: tuple[str, ...] = ()
     refusal_hint: str = ""
+    check_first: str = ""  # what to verify before writing the answer into a replay file
     placeholder: str = "VALUE"  # what the replay file's line shows when nothing better is known
     validate: Callable[[Any], str | None] | None = None
     step_id: str = ""  # set by the runner when a step asks

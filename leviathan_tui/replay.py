@@ -125,7 +125,8 @@ class ReplayAnswerer:
                 where = f" to {self.replay.path}" if self.replay.path else ""
                 raise UnansweredQuestion(
                     f"question {question.id} ({question.prompt}) has no answer in the replay file",
-                    f"add this line under 'answers:'{where}:\n    {question.yaml_line()}",
+                    f"{question.check_first}add this line under 'answers:'{where}:\n"
+                    f"    {question.yaml_line()}",
                 )
             answer = self.replay.answers[question.id]
         answer = str(answer)

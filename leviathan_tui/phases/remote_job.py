@@ -27,6 +27,11 @@ from leviathan_tui.runner import StepContext
 Connect = Callable[[], Any]
 
 
+def _host_key_file(key_type: str) -> str:
+    """'ssh-ed25519' -> 'ed25519', 'ecdsa-sha2-nistp256' -> 'ecdsa': sshd's host key file names."""
+    return key_type.removeprefix("ssh-").split("-")[0]
+
+
 def ssh_connect(ctx: StepContext) -> Any:
     """Connect to the build host, asking about unknown host keys and passphrases."""
 
@@ -45,6 +50,11 @@ def ssh_connect(ctx: StepContext) -> Any:
                 "Accept it? (type or paste the fingerprint)",
                 presented=fp,
                 expected=fp,
+                check_first=(
+                    f"compare it first with the key {name} holds (on the build host: "
+                    f"ssh-keygen -lf /etc/ssh/ssh_host_{_host_key_file(key_type)}_key.pub); "
+                    "only if they match, "
+                ),
                 validate=validate,
             )
         )

@@ -120,7 +120,10 @@ class ProbeStep(Step):
             for d in parsed
             if assess(d, ctx.config.storage.label, ctx.config.storage.pod_mount).selectable
         ]
-        return f"{len(parsed)} block devices, {len(usable)} could be used"
+        return (
+            f"{len(parsed)} block devices, {len(usable)} of them disks that could be used "
+            "(the disk list checks each against the model's size)"
+        )
 
 
 def probe_node(ctx: StepContext) -> NodeDisks:

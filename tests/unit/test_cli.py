@@ -77,6 +77,18 @@ def test_missing_answer_exits_3_naming_the_question(tmp_path: Path) -> None:
     assert "mkfs" not in result.stdout
 
 
+def test_a_missing_host_key_answer_says_to_compare_the_key_first(tmp_path: Path) -> None:
+    replay = tmp_path / "r.yaml"
+    replay.write_text(
+        "version: 1\nanswers:\n  storage.device: /dev/nvme1n1\n  storage.confirm_format: nvme1n1\n"
+    )
+    result = run(["--dry-run", "--state-dir", str(tmp_path / "s"), "--replay", str(replay)])
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "ssh.host_key" in result.stderr
+    assert "ssh-keygen -lf /etc/ssh/ssh_host_" in result.stderr  # never a blind paste
+    assert "only if they match" in result.stderr
+
+
 def test_refused_answers_exit_3(tmp_path: Path) -> None:
     cases = {
         "/dev/nvme0n1": "Talos system disk",  # the system disk
