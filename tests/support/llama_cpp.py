@@ -41,14 +41,34 @@ def pinned_version() -> str:
     ).stdout.strip()
 
 
+def _background_build(build: Path) -> Path:
+    """Wait for the build scripts/test.sh started beside the suite (its status file, then its path)."""
+    status = build / "status"
+    deadline = time.monotonic() + BUILD_TIMEOUT_S
+    while not status.is_file():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the llama.cpp build has not finished after {BUILD_TIMEOUT_S} s: {build}/log"
+            )
+        time.sleep(2.0)
+    log = (build / "log").read_text(errors="replace").strip().splitlines()
+    if status.read_text().strip() != "0":
+        pytest.fail(log[-1] if log else f"the llama.cpp build failed; see {build}/log")
+    return Path((build / "out").read_text().strip().splitlines()[-1])
+
+
 def provide_llama_cpp() -> Path:
-    """LEVIATHAN_LLAMA_CPP_BIN when set, else the script's cached build (building it if absent)."""
+    """LEVIATHAN_LLAMA_CPP_BIN when set; else the build scripts/test.sh runs beside the suite
+    (LEVIATHAN_LLAMA_CPP_BUILD); else the script's cached build, building it if absent."""
     given = os.environ.get("LEVIATHAN_LLAMA_CPP_BIN")
     if given:
         missing = [t for t in TOOLS if not (Path(given) / t).is_file()]
         if missing:
             pytest.fail(f"LEVIATHAN_LLAMA_CPP_BIN={given} lacks {', '.join(missing)}")
         return Path(given)
+    build = os.environ.get("LEVIATHAN_LLAMA_CPP_BUILD")
+    if build:
+        return _background_build(Path(build))
     done = subprocess.run(
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
     )
