@@ -37,7 +37,7 @@ if [ -z "${LEVIATHAN_LLAMA_CPP_BIN:-}" ] && [ -z "${LEVIATHAN_LLAMA_CPP_BUILD:-}
       nice -n 19 bash scripts/llama_cpp.sh >"$LEVIATHAN_LLAMA_CPP_BUILD/out" \
         2>"$LEVIATHAN_LLAMA_CPP_BUILD/log" || status=$?
       echo "$status" >"$LEVIATHAN_LLAMA_CPP_BUILD/status"
-    ) &
+    ) </dev/null >/dev/null 2>&1 & # holds no pipe of the caller open
     echo "building llama.cpp in the background (log: $LEVIATHAN_LLAMA_CPP_BUILD/log); the tests that need it run last"
   fi
 fi
