@@ -348,7 +348,7 @@ class LeviathanApp(App[int]):
     def read_plan(self) -> None:
         from leviathan_tui.phases.survey import survey
 
-        for line in survey(self.config, self.backends, self.dry_run):
+        for line in survey(self.config, self.backends, self.dry_run, self.state.get(DataDisk)):
             self.plan_lines.append(line)
             self.call_from_thread(self.plan_screen.add_line, line)
         self.call_from_thread(self._plan_read)

@@ -232,6 +232,19 @@ def exit_line(
     return f"leviathan: {done} of {len(steps)} steps done{goes_on}; resume with: {command}"
 
 
+def recorded_disk(directory: Path) -> Any:
+    """The data disk a saved session has recorded, read without changing anything; else None."""
+    from leviathan_tui.records import DataDisk
+    from leviathan_tui.state import STATE_FILE, State
+
+    if not (directory / STATE_FILE).is_file():
+        return None
+    try:
+        return State.load(directory, read_only=True).get(DataDisk)
+    except LeviathanError:
+        return None
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """The plan screen's lines, headless; reads only (a dry run uses a throw-away world)."""
     import tempfile
@@ -256,7 +269,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     marks = {"ok": "ok", "info": "  ", "warn": "! ", "error": "✘ "}
     worst = "ok"
     try:
-        for line in survey(config, backends, args.dry_run):
+        for line in survey(config, backends, args.dry_run, recorded_disk(state_dir(args))):
             print(f"{marks[line.level]:<3}{line.topic:<11} {line.text}")
             if line.fix:
                 print(f"{'':15}→ {line.fix}")

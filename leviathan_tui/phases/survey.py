@@ -16,6 +16,7 @@ from leviathan_tui.errors import LeviathanError
 from leviathan_tui.inference import engine_spec
 from leviathan_tui.phases.download import KTRANSFORMERS_RAM_FRACTION
 from leviathan_tui.phases.preflight import PSA_ENFORCE, node_facts
+from leviathan_tui.records import DataDisk
 from leviathan_tui.units import decimal_size, duration, human_size, rate
 
 Level = Literal["ok", "info", "warn", "error"]
@@ -48,7 +49,10 @@ def _guard(topic: str, fn: Any) -> Iterator[PlanLine]:
         yield PlanLine(topic, f"{type(err).__name__}: {err}", "error")
 
 
-def survey(config: Config, backends: Any, dry_run: bool = False) -> Iterator[PlanLine]:
+def survey(
+    config: Config, backends: Any, dry_run: bool = False, disk: DataDisk | None = None
+) -> Iterator[PlanLine]:
+    """The plan's lines; `disk` is the data disk a resumed session has recorded."""
     kube, hub, ssh = backends.kube, backends.hub, backends.ssh
     facts_holder: list[Any] = []
     model_total: list[int] = []
@@ -147,12 +151,18 @@ def survey(config: Config, backends: Any, dry_run: bool = False) -> Iterator[Pla
             "model",
             f"{config.model.repo} {plan.folder}: {len(plan.gguf)} shards + {len(plan.config)} "
             f"config files, {decimal_size(plan.total)}"
-            + ("" if plan.exact else " (offline listing)"),
+            + ("" if plan.exact else " (a recorded listing: real sizes, no hashes)"),
             "ok",
         )
         yield PlanLine(
             "model",
-            f"to {config.host_path(config.gguf_dir)} on the disk you choose (needs "
+            f"to {config.host_path(config.gguf_dir)} on "
+            + (
+                f"the recorded disk {disk.path} (never formatted again)"
+                if disk
+                else "the disk you choose"
+            )
+            + " (needs "
             f"{decimal_size(plan.total + config.storage.min_free_margin_gib * 2**30)} with margin)",
         )
 

@@ -63,6 +63,8 @@ def test_dry_run_replay_walks_every_step_and_a_second_run_only_checks(tmp_path: 
     state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
     assert all(rec["status"] == "done" for rec in state["steps"].values())
     assert not (tmp_path / "state.json").exists()  # dry-run state lives apart
+    plan = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
+    assert "on the recorded disk /dev/nvme1n1 (never formatted again)" in plan.stdout
 
 
 def test_missing_answer_exits_3_naming_the_question(tmp_path: Path) -> None:
