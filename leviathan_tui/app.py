@@ -783,7 +783,7 @@ class LeviathanApp(App[int]):
 
     def summary_lines(self) -> dict[str, str]:
         from leviathan_tui.phases.deploy import curl_line
-        from leviathan_tui.render.talos import talos_storage_patch
+        from leviathan_tui.render.talos import talos_storage_patch, talosctl_command
 
         health = self.state.get(Health)
         image, disk = self.state.get(ImageRef), self.state.get(DataDisk)
@@ -809,7 +809,7 @@ class LeviathanApp(App[int]):
         node = (facts.internal_ip if facts else "") or self.config.cluster.node_name
         patch = self.directory / "talos-storage-patch.yaml"
         lines["Talos patch (keeps the disk mounted after a reboot)"] = (
-            f"{why}\ntalosctl -n {node} patch mc --patch @{patch}"
+            f"{why}\n{talosctl_command(node, str(patch))}"
         )
         return lines
 
@@ -819,7 +819,7 @@ class LeviathanApp(App[int]):
         self.engine.cancel()  # never leave a step waiting for an answer no screen will give
 
     def action_quit_app(self) -> None:
-        if self.quitting:
+        if self.quitting or isinstance(self.screen, QuitScreen):  # one quit dialog at a time
             return
         if not self.engine_running:
             self.exit(self.exit_code if self.exit_code is not None else 0)

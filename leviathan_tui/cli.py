@@ -38,6 +38,12 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )
 
 
+def _directory_argument(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path would mean the current directory; name it")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leviathan",
@@ -69,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "render", help="write every manifest and the Dockerfile for the current config"
     )
     _common(render, suppress=True)
-    render.add_argument("--out", type=Path, required=True, metavar="DIR")
+    render.add_argument("--out", type=_directory_argument, required=True, metavar="DIR")
     plan = sub.add_parser(
         "plan", help="print where Leviathan would act and what it would do (reads only)"
     )
@@ -155,6 +161,9 @@ def _main(argv: list[str] | None) -> int:
     except LeviathanError as err:
         sys.stderr.write(f"leviathan: {err}\n")
         return err.exit_code
+    except BrokenPipeError:  # `leviathan status | head -1`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ MAX_DRY_RUN_SPEED = 1000.0
 
 def state_dir(args: argparse.Namespace) -> Path:
     if args.state_dir:
-        base = args.state_dir.expanduser()
+        base = args.state_dir.expanduser().absolute()  # helper processes run elsewhere
     else:
         from platformdirs import user_state_dir
 
@@ -399,6 +399,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
         return 0
     state = State.load(directory, read_only=True)
+    if state.unreadable:
+        raise LeviathanError(
+            f"the saved session in {directory} cannot be read: {state.unreadable}",
+            "the next run moves it aside and starts a new session; `leviathan reset --yes` "
+            "forgets it now",
+        )
     for notice in state.notices:
         sys.stderr.write(f"leviathan: {notice}\n")
     print(f"session in {directory} (started {state.created_at}, updated {state.updated_at})")

@@ -33,6 +33,17 @@ def _dns_label(value: str) -> str:
     return value
 
 
+def _dns_subdomain(value: str) -> str:
+    """A Kubernetes object name such as a node's: RFC 1123 labels joined by dots, at most 253."""
+    label = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+    if len(value) > 253 or not re.fullmatch(rf"{label}(\.{label})*", value):
+        raise ValueError(
+            "must be a DNS subdomain, as Kubernetes names nodes: lower-case letters, digits, "
+            "'-' and '.', at most 253"
+        )
+    return value
+
+
 def _abs_path(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError("must be an absolute path")
@@ -76,6 +87,7 @@ def _not_blank(value: str) -> str:
 Port = Annotated[int, AfterValidator(_port)]
 NodePort = Annotated[int, AfterValidator(_node_port)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
 AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Name = Annotated[str, AfterValidator(_not_blank)]
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
@@ -100,7 +112,7 @@ class ClusterConfig(Section):
     namespace: DnsLabel = Field(
         "ai-workloads", description="namespace for the pods, the Deployment and the Service"
     )
-    node_name: Name = Field("talos-node-0", description="the Talos GPU node")
+    node_name: DnsSubdomain = Field("talos-node-0", description="the Talos GPU node")
     pod_timeout_s: float = Field(
         300.0,
         gt=0,

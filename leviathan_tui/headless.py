@@ -3,6 +3,7 @@ diagnostics on stderr. Never imports Textual."""
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -88,13 +89,25 @@ class HeadlessPrinter:
         self.err = err
         self.progress = ProgressLines()
         self.failures: list[StepFailed] = []
+        self.reader_gone = False  # stdout's reader closed it (`| head`)
 
     def _print(self, step: str, kind: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
-        for i, line in enumerate(text.splitlines() or [""]):
-            prefix = f"{stamp} {step or '-':<20} {kind:<8} " if i == 0 else " " * 39
-            self.out.write(prefix + line + "\n")
-        self.out.flush()
+        try:
+            for i, line in enumerate(text.splitlines() or [""]):
+                prefix = f"{stamp} {step or '-':<20} {kind:<8} " if i == 0 else " " * 39
+                self.out.write(prefix + line + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the run)
+
+    def _print_raw(self, line: str) -> None:
+        try:
+            self.out.write(line + "\n")
+        except BrokenPipeError:
+            self.reader_gone = True
+            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the run)
 
     def handle(self, event: Event) -> None:
         match event:
@@ -138,7 +151,7 @@ class HeadlessPrinter:
                     f"{event.title}" + (f" (saved to {event.filename})" if event.filename else ""),
                 )
                 for line in event.body.splitlines():
-                    self.out.write("    " + line + "\n")
+                    self._print_raw("    " + line)
             case RunFinished():
                 self._print("", "finished", f"{event.message} (exit {event.exit_code})")
 
@@ -174,6 +187,10 @@ def run_headless(
     stopping = False
     while True:
         now = signals.received()
+        if printer.reader_gone and not stopping:
+            stopping = True  # nobody reads the run any more: stop it as an interruption would
+            err.write("stdout was closed: stopping the running steps and saving the session\n")
+            engine.cancel()
         if now > seen and not stopping:
             stopping = True
             err.write(

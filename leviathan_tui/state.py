@@ -227,6 +227,7 @@ class State:
         self.notices: list[str] = []
         self.saves = 0
         self.read_only = False
+        self.unreadable: str | None = None  # why a read-only load found no session it could read
         self._lock = threading.RLock()
         self._dirty = False
         self._last_save = 0.0
@@ -247,6 +248,7 @@ class State:
             reason = err.message if isinstance(err, UsageError) else str(err)
             state.steps, state.records, state.answers = {}, {}, {}
             if read_only:
+                state.unreadable = reason
                 state.notices.append(
                     f"the saved session cannot be read ({reason}); it is left as it is"
                 )

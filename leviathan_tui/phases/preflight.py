@@ -100,6 +100,12 @@ class NodePreflightStep(Step):
                 ".compute.major/minor): the build will ask for the GPU architecture",
                 "warn",
             )
+        if node.gpus and ctx.config.deploy.gpus > node.gpus:
+            raise StepError(
+                f"deploy.gpus is {ctx.config.deploy.gpus} but node {name} has {node.gpus} "
+                "nvidia.com/gpu allocatable: the engine's pod could never be scheduled",
+                f"set deploy.gpus to at most {node.gpus}",
+            )
         if node.gpus == 0:
             ctx.log(
                 f"node {name} advertises no nvidia.com/gpu: the engine cannot be scheduled until the NVIDIA "

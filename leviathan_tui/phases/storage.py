@@ -19,6 +19,7 @@ from leviathan_tui.phases.agent_pod import run_agent
 from leviathan_tui.phases.talos_patch import announce_patch, talos_patch_file
 from leviathan_tui.records import DataDisk, ModelPlan, MountProof, NodeDisks, NodeFacts
 from leviathan_tui.render.manifests import agent_pod, host_check_pod
+from leviathan_tui.render.talos import talosctl_command
 from leviathan_tui.runner import Step, StepContext
 from leviathan_tui.units import decimal_size, human_size
 
@@ -403,7 +404,7 @@ class VerifyHostStep(Step):
                 f"the disk mounted in the privileged pod is not visible to other pods on the node "
                 f"({result.get('reason') or f'marker {seen!r} != {token!r}'}). {why}",
                 f"apply the Talos patch saved at {path} "
-                f"(talosctl -n {(facts.internal_ip if facts else '') or ctx.config.cluster.node_name} patch mc --patch @{path}), "
+                f"({talosctl_command((facts.internal_ip if facts else '') or ctx.config.cluster.node_name, str(path))}), "
                 "reboot the node if Talos asks, then run Leviathan again",
             )
         ctx.publish(MountProof(token, disk.serial))

@@ -17,6 +17,7 @@ phase does (it finds Leviathan's XFS by label and UUID and mounts it, never form
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 import yaml
@@ -133,7 +134,8 @@ def talos_storage_patch(
 
 
 def talosctl_command(node: str, patch_path: str) -> str:
-    return f"talosctl -n {node} patch mc --patch @{patch_path}"
+    """The command line, quoted for a shell (a state directory may hold spaces)."""
+    return f"talosctl -n {shlex.quote(node)} patch mc --patch {shlex.quote('@' + patch_path)}"
 
 
 def talos_registry_patch(config: Config) -> str:

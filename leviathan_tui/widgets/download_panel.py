@@ -128,7 +128,7 @@ class DownloadPanel(Vertical):
         row = (short_name(name), label, done_of(done, total or 0), speed, eta)
         if name in table.rows:
             for key, value in zip(self._columns, row, strict=True):
-                table.update_cell(name, key, value)
+                table.update_cell(name, key, value, update_width=True)
         else:
             table.add_row(*row, key=name)
 

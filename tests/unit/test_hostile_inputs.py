@@ -308,7 +308,9 @@ def test_status_is_read_only_even_on_an_unreadable_session(tmp_path: Path) -> No
     directory.mkdir()
     (directory / "state.json").write_text("{broken")
     result = run(["status", "--dry-run", "--state-dir", str(tmp_path)])
-    assert result.returncode == 0 and "left as it is" in result.stderr
+    assert result.returncode == 1 and "cannot be read" in result.stderr
+    assert "pending" not in result.stdout  # no made-up fresh session
+    assert "Traceback" not in result.stderr
     assert sorted(p.name for p in directory.iterdir()) == ["state.json"]
     assert (directory / "state.json").read_text() == "{broken"
 
@@ -436,3 +438,65 @@ def test_two_ctrl_c_within_milliseconds_exit_130_with_no_traceback(tmp_path: Pat
         state = tmp_path / str(attempt) / "dry-run" / "state.json"
         if state.exists():
             json.loads(state.read_text())  # saved whole
+
+
+def test_a_relative_state_dir_works_for_the_dry_runs_helper_processes(tmp_path: Path) -> None:
+    result = subprocess.run(
+        leviathan_cmd()
+        + ["--dry-run", "--state-dir", "relative-state", "--replay", str(REPLAY)]
+        + ["--only", "preflight,storage"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=run_env(LEVIATHAN_DRY_RUN_SPEED="8"),
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert (tmp_path / "relative-state" / "dry-run" / "state.json").is_file()
+
+
+def test_a_closed_stdout_is_no_traceback_and_a_run_stops_as_interrupted(tmp_path: Path) -> None:
+    reader = subprocess.Popen(
+        leviathan_cmd() + ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=run_env(LEVIATHAN_DRY_RUN_SPEED="8"),
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.readline()
+    reader.stdout.close()  # `| head -n 1`
+    code = reader.wait(timeout=120)
+    err = reader.stderr.read()
+    assert code == 130 and "Traceback" not in err, err
+    state = json.loads((tmp_path / "dry-run" / "state.json").read_text())
+    assert "running" not in {step["status"] for step in state["steps"].values()}
+    assert run(["status", "--dry-run", "--state-dir", str(tmp_path)]).returncode == 0
+
+
+def test_node_name_must_be_a_dns_subdomain(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text('cluster:\n  node_name: "a\\nmachine: {evil: 1}"\n')
+    result = run(["render", "--config", str(config), "--out", str(tmp_path / "out")])
+    assert result.returncode == 2 and "cluster.node_name" in result.stderr
+    assert "DNS subdomain" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_more_gpus_than_the_node_has_stop_at_preflight(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("deploy:\n  gpus: 100000\n")
+    result = run(
+        [
+            "--dry-run",
+            "--config",
+            str(config),
+            "--state-dir",
+            str(tmp_path),
+            "--replay",
+            str(REPLAY),
+        ]
+    )
+    assert result.returncode == 1 and "deploy.gpus is 100000" in result.stderr
+    assert "set deploy.gpus to at most 1" in result.stderr
+    world = json.loads((tmp_path / "dry-run" / "world" / "world.json").read_text())
+    assert world["formats"] == []  # stopped before the disk
