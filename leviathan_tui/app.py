@@ -161,14 +161,14 @@ class LeviathanApp(App[int]):
         Binding("a", "answer_pending", "Answer the waiting question"),
         Binding("v", "verify_again", "Verify files"),
         *(
-            Binding(key, f"log('{action}')", show=False)
-            for key, action in (
-                ("slash", "search"),
-                ("e", "toggle_errors"),
-                ("w", "toggle_wrap"),
-                ("f", "toggle_follow"),
-                ("x", "all_steps"),
-                ("s", "save"),
+            Binding(key, f"log('{action}')", description, show=False)
+            for key, action, description in (
+                ("slash", "search", "Search the log (step ids and text)"),
+                ("e", "toggle_errors", "Errors only"),
+                ("w", "toggle_wrap", "Wrap long lines"),
+                ("f", "toggle_follow", "Follow/pause the log"),
+                ("x", "all_steps", "All steps' logs"),
+                ("s", "save", "Save the log"),
             )
         ),
         Binding("question_mark", "toggle_keys", "Keys"),

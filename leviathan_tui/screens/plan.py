@@ -23,7 +23,7 @@ class PlanScreen(Screen[str]):
     CSS_PATH = "plan.tcss"
     BINDINGS = [
         Binding("enter", "start", "Start", show=True, priority=True),
-        Binding("escape", "stay", show=False),  # Esc backs out of dialogs; here it must not quit
+        Binding("escape", "stay", "Stay (q quits)", show=False),  # Esc must not quit here
         Binding("q", "quit", "Quit"),
         Binding("pagedown,down", "scroll_plan(1)", "Scroll", show=False),
         Binding("pageup,up", "scroll_plan(-1)", show=False),
