@@ -84,7 +84,7 @@ class LogPane(Vertical):
     def _update_title(self) -> None:
         flags = ["following" if self.follow else "PAUSED"]
         if self.step:
-            flags.append(f"step {self.step} (a: all)")
+            flags.append(f"step {self.step} (x: all)")
         if self.errors_only:
             flags.append("errors only")
         if self.search:

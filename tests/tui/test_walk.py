@@ -245,8 +245,10 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         assert not app.check_action("answer_pending", ())  # no question waits: `a` not offered
         app.step_list.focus()
         await pilot.press("e")  # the log's keys work with the focus on the steps
+        await pilot.pause(0.1)
         assert pane.errors_only
-        await pilot.press("e")
+        pane.action_toggle_errors()
+        assert not pane.errors_only
         app.step_list.highlighted = [s.id for s in app.steps].index("storage.probe")
         await pilot.press("enter")
         await pilot.pause(0.2)
