@@ -562,6 +562,19 @@ def test_vllm_merge_refused_when_the_disk_cannot_hold_it(merge_world) -> None:
 
 def test_dry_run_vllm_merges_the_shards_with_the_real_merge_agent(tmp_path: Path) -> None:
     """The dry run's pod runs the real merge agent; only the merge itself is simulated."""
+    from leviathan_tui.dryrun.world import World
+
+    world, _ = World.open(tmp_path / "state" / "dry-run" / "world", None)
+    with world.edit() as data:  # vLLM holds every weight in VRAM: a node with 8 H200s
+        data["node"]["gpus"] = 8
+        data["node"]["labels"].update(
+            {
+                "nvidia.com/gpu.product": "NVIDIA-H200",
+                "nvidia.com/gpu.memory": "143771",
+                "nvidia.com/gpu.count": "8",
+                "nvidia.com/gpu.compute.major": "9",
+            }
+        )
     done = dry_run(tmp_path, {"engine": "vllm", "gpus": 8, "gpu_memory_gib": 141}, {})
     # build.dockerfile is missing here: vLLM, like llama.cpp, needs no build and runs none
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
