@@ -60,7 +60,7 @@ def plan_screen() -> PlanScreen:
             "warn",
             "set ssh.host in a config file and pass --config FILE",
         ),
-        PlanLine("cluster", "kube context admin@talos at https://10.0.0.2:6443", "ok"),
+        PlanLine("cluster", "kube context admin@talos at https://127.0.0.1:6443", "ok"),
         PlanLine("node", "talos-node-0: Ready, Talos 1.11, 64 CPUs, 768.0 GiB RAM", "ok"),
         PlanLine(
             "node",
@@ -150,11 +150,11 @@ def test_quit_screen(snap_compare, size) -> None:
 @SIZES
 def test_summary_screen(snap_compare, size) -> None:
     lines = {
-        "Endpoint": "http://10.0.0.20:30000/v1  (OpenAI-style; model DeepSeek-V3)",
-        "Try it": 'curl -s http://10.0.0.20:30000/v1/chat/completions -H \'Content-Type: application/json\' -d \'{"model": "DeepSeek-V3", "messages": [{"role": "user", "content": "Hello"}]}\'',
+        "Endpoint": "http://127.0.0.1:30000/v1  (OpenAI-style; model DeepSeek-V3)",
+        "Try it": 'curl -s http://127.0.0.1:30000/v1/chat/completions -H \'Content-Type: application/json\' -d \'{"model": "DeepSeek-V3", "messages": [{"role": "user", "content": "Hello"}]}\'',
         "Replay": "/root/.local/state/leviathan/replay.yaml\nleviathan --replay /root/.local/state/leviathan/replay.yaml",
         "First reply": "Ready.  (time to first token 0.8 s)",
-        "Talos patch (keeps the disk mounted after a reboot)": "Talos 1.11: an ExistingVolumeConfig mounts Leviathan's XFS at every boot\ntalosctl -n 10.0.0.20 patch mc --patch @/root/.local/state/leviathan/talos-storage-patch.yaml",
+        "Talos patch (keeps the disk mounted after a reboot)": "Talos 1.11: an ExistingVolumeConfig mounts Leviathan's XFS at every boot\ntalosctl -n 127.0.0.1 patch mc --patch @/root/.local/state/leviathan/talos-storage-patch.yaml",
     }
     assert snap_compare(ScreenHost(SummaryScreen(lines)), terminal_size=size)
 
