@@ -93,18 +93,15 @@ class HeadlessPrinter:
 
     def _print(self, step: str, kind: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
-        try:
-            for i, line in enumerate(text.splitlines() or [""]):
-                prefix = f"{stamp} {step or '-':<20} {kind:<8} " if i == 0 else " " * 39
-                self.out.write(prefix + line + "\n")
-            self.out.flush()
-        except BrokenPipeError:
-            self.reader_gone = True
-            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the run)
+        lines = text.splitlines() or [""]
+        self._write(
+            [f"{stamp} {step or '-':<20} {kind:<8} {lines[0]}"] + [" " * 39 + x for x in lines[1:]]
+        )
 
-    def _print_raw(self, line: str) -> None:
+    def _write(self, lines: list[str]) -> None:
         try:
-            self.out.write(line + "\n")
+            self.out.write("".join(line + "\n" for line in lines))
+            self.out.flush()
         except BrokenPipeError:
             self.reader_gone = True
             self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the run)
@@ -150,8 +147,7 @@ class HeadlessPrinter:
                     "notice",
                     f"{event.title}" + (f" (saved to {event.filename})" if event.filename else ""),
                 )
-                for line in event.body.splitlines():
-                    self._print_raw("    " + line)
+                self._write(["    " + line for line in event.body.splitlines()])
             case RunFinished():
                 self._print("", "finished", f"{event.message} (exit {event.exit_code})")
 

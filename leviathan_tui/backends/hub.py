@@ -64,6 +64,15 @@ def folder_for(quant: str, folders: dict[str, int]) -> str | None:
     return None
 
 
+def quant_not_found(repo: str, quant: str, quants: dict[str, int]) -> StepError:
+    """The refusal for a quant the repo lacks, with the quants it has and their sizes."""
+    listing = ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items())) or "none"
+    return StepError(
+        f"quant {quant} not found in {repo}; quants that exist: {listing}",
+        "set model.quant to one of them",
+    )
+
+
 class HubBackend:
     def __init__(self, model: ModelConfig) -> None:
         self.model = model
@@ -85,14 +94,7 @@ class HubBackend:
             folder = folder_for(m.quant, folders)
             quants = {quant_of(f): size for f, size in folders.items()}
             if folder is None:
-                listing = (
-                    ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items()))
-                    or "none"
-                )
-                raise StepError(
-                    f"quant {m.quant} not found in {m.repo}; quants that exist: {listing}",
-                    "set model.quant to one of them",
-                )
+                raise quant_not_found(m.repo, m.quant, quants)
             gguf = plan_repo(m.repo, m.revision, [f"{folder}/*.gguf"], Path("."), True, m.endpoint)
             config = plan_repo(
                 m.config_repo,

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from leviathan_tui.backends.hub import DownloadPlan, PlanFile
+from leviathan_tui.backends.hub import DownloadPlan, PlanFile, quant_not_found
 from leviathan_tui.config import Config
 from leviathan_tui.dryrun.hub_server import HubStandIn
 from leviathan_tui.dryrun.machine import hub_listing
@@ -73,11 +73,7 @@ class DryHub:
         quant the repo lists, its total split into shards of the repo's usual size."""
         quant, quants = self.config.model.quant, self.listing["quants"]
         if quant not in quants:
-            known = ", ".join(f"{q} ({s / 1e9:.0f} GB)" for q, s in sorted(quants.items()))
-            raise StepError(
-                f"quant {quant} not found in {self.config.model.repo}; quants that exist: {known}",
-                "set model.quant to one of them",
-            )
+            raise quant_not_found(self.config.model.repo, quant, quants)
         if all(f["path"].startswith(self._folder() + "/") for f in self.listing["files"]):
             return list(self.listing["files"])
         total, count = quants[quant], max(1, math.ceil(quants[quant] / SHARD_BYTES))
