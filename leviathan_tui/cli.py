@@ -25,7 +25,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )
     parser.add_argument(
         "--state-dir",
-        type=Path,
+        type=_directory_argument,
         metavar="DIR",
         default=default,
         help="where the session is saved (default: ~/.local/state/leviathan)",

@@ -500,3 +500,10 @@ def test_more_gpus_than_the_node_has_stop_at_preflight(tmp_path: Path) -> None:
     assert "set deploy.gpus to at most 1" in result.stderr
     world = json.loads((tmp_path / "dry-run" / "world" / "world.json").read_text())
     assert world["formats"] == []  # stopped before the disk
+
+
+@pytest.mark.parametrize("args", [["--state-dir", "", "status"], ["render", "--out", ""]])
+def test_an_empty_directory_argument_is_refused_not_taken_as_here(args: list[str]) -> None:
+    result = run(["--dry-run"] + args if args[0] == "--state-dir" else args)
+    assert result.returncode == 2 and "empty path" in result.stderr
+    assert "Traceback" not in result.stderr
