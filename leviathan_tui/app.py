@@ -9,59 +9,34 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.containers import Vertical as Pane
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header, OptionList, Static
 
-from leviathan_tui.config import Config
-from leviathan_tui.errors import EXIT_INTERRUPTED, Cancelled, GoBack
-from leviathan_tui.events import (
-    Event,
-    Explanation,
-    FileProgress,
-    FilesPlanned,
-    HealthAttempt,
-    LogLine,
-    Notice,
-    PodState,
-    Progress,
-    Question,
-    QuestionAsked,
-    RunFinished,
-    StepBlocked,
-    StepDone,
-    StepFailed,
-    StepInterrupted,
-    StepSkipped,
-    StepStarted,
-)
-from leviathan_tui.phases import all_steps
-from leviathan_tui.records import DataDisk, Health, ImageRef, NodeFacts
-from leviathan_tui.replay import ReplayFile
-from leviathan_tui.runner import Runner, Step
-from leviathan_tui.screens.confirm import BACK, ConfirmFormatScreen
-from leviathan_tui.screens.device import DeviceScreen
+from leviathan_tui.errors import EXIT_INTERRUPTED, Cancelled, GoBack, LeviathanError
+from leviathan_tui.phases import PHASES, all_steps
+from leviathan_tui.screens import BACK, LATER
 from leviathan_tui.screens.plan import PlanScreen
-from leviathan_tui.screens.question import LATER, QuestionScreen
-from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
-from leviathan_tui.screens.summary import SummaryScreen
 from leviathan_tui.state import REPLAY_FILE, State
 from leviathan_tui.units import human_size
-from leviathan_tui.widgets.download_panel import DownloadPanel
-from leviathan_tui.widgets.log_pane import LogPane
-from leviathan_tui.widgets.step_list import StepList
 
-PHASE_TABS = ("preflight", "storage", "download", "build", "deploy")
+if TYPE_CHECKING:  # imported after the first dialog has painted
+    from leviathan_tui.config import Config
+    from leviathan_tui.events import Event, Question, RunFinished
+    from leviathan_tui.runner import Runner, Step
+    from leviathan_tui.widgets.download_panel import DownloadPanel
+    from leviathan_tui.widgets.log_pane import LogPane
+    from leviathan_tui.widgets.step_list import StepList
 
 
 class EngineEvent(Message):
@@ -71,6 +46,8 @@ class EngineEvent(Message):
 
     def can_replace(self, message: Message) -> bool:
         # a newer progress update for the same item replaces an older one still queued
+        from leviathan_tui.events import FileProgress, Progress
+
         if not isinstance(message, EngineEvent):
             return False
         mine, other = self.event, message.event
@@ -95,6 +72,8 @@ class TuiAnswerer:
     """Answers come from the operator; non-secret answers are recorded in replay.yaml."""
 
     def __init__(self, app: LeviathanApp, state: State, replay_path: Path, config: Config) -> None:
+        from leviathan_tui.replay import ReplayFile
+
         self.app = app
         self.state = state
         self.replay = ReplayFile(
@@ -153,6 +132,13 @@ class TuiAnswerer:
 
 class LeviathanApp(App[int]):
     TITLE = "Leviathan"
+    # the main screen's widgets, kept: while a modal is up, query_one would search the modal
+    step_list: StepList
+    log_pane: LogPane
+    download_panel: DownloadPanel
+    phase_switcher: ContentSwitcher
+    phase_bar: Static
+    panels: dict[str, Static]
     CSS_PATH = "app.tcss"
     BINDINGS = [
         Binding("q", "quit_app", "Quit"),
@@ -174,33 +160,34 @@ class LeviathanApp(App[int]):
         Binding("question_mark", "toggle_keys", "Keys"),
         *(
             Binding(str(i), f"phase({i})", f"{name}", show=False)
-            for i, name in enumerate(PHASE_TABS, 1)
+            for i, name in enumerate(PHASES, 1)
         ),
     ]
 
     def __init__(
         self,
         *,
-        config: Config,
         state: State,
-        backends: Any,
         only: list[str] | None,
         directory: Path,
         dry_run: bool,
         resume_command: str = "leviathan",
+        config: Config | None = None,
+        backends: Any = None,
+        load: Callable[[], tuple[Config, Any]] | None = None,
     ) -> None:
+        """Either `config` and `backends`, or `load`, which returns them and is called once the
+        first dialog has painted (validating the configuration takes a while)."""
         super().__init__()
-        self.config = config
         self.state = state
-        self.backends = backends
         self.only = only
         self.directory = directory
         self.dry_run = dry_run
         self.resume_command = resume_command
-        self.steps = all_steps()
-        self.phase_of = {s.id: s.phase for s in self.steps}
-        self.answerer = TuiAnswerer(self, state, directory / REPLAY_FILE, config)
-        self.engine = self._runner(self.steps)
+        self.configured = False
+        self.load_error: LeviathanError | None = None  # raised again once the TUI has closed
+        self._load = load
+        self.engine: Runner | None = None  # the run in progress, or the last one
         self.exit_code: int | None = None
         self.events_seen: list[str] = []
         self.started_at = time.monotonic()
@@ -217,13 +204,34 @@ class LeviathanApp(App[int]):
         self.notices: dict[str, str] = {}
         self.plan_lines: list[Any] = []
         self.download_step = ""
-        self.sub_title = (
-            "DRY RUN — nothing real is touched"
-            if dry_run
-            else f"{config.cluster.node_name} · {config.ssh.host}"
-        )
+        self.main_ready = False  # the main layout is mounted after the first dialog paints
+        self._mounting_main = False
+        self._after_main: list[Callable[[], None]] = []
+        self.sub_title = "DRY RUN — nothing real is touched" if dry_run else ""
+        if config is not None:
+            self._configure(config, backends)
+        elif load is None:
+            raise ValueError("LeviathanApp needs config and backends, or load")
+
+    def _configure(self, config: Config, backends: Any) -> None:
+        self.config = config
+        self.backends = backends
+        self.answerer = TuiAnswerer(self, self.state, self.directory / REPLAY_FILE, config)
+        if not self.dry_run:
+            self.sub_title = f"{config.cluster.node_name} · {config.ssh.host}"
+        self.configured = True
+
+    @cached_property
+    def steps(self) -> list[Step]:
+        return all_steps()  # after the first paint: the steps' modules take a while to import
+
+    @cached_property
+    def phase_of(self) -> dict[str, str]:
+        return {s.id: s.phase for s in self.steps}
 
     def _runner(self, steps: list[Step]) -> Runner:
+        from leviathan_tui.runner import Runner
+
         return Runner(
             steps,
             config=self.config,
@@ -236,66 +244,74 @@ class LeviathanApp(App[int]):
     # --- layout -----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal(id="body"):
-            yield StepList(
-                [(s.id, s.title, self._shown_status(s.id)) for s in self.steps], id="step-list"
-            )
-            with Vertical(id="main"):
-                yield Static(self._phase_bar("preflight"), id="phase-bar")
-                with ContentSwitcher(initial="pane-preflight", id="phases"):
-                    with Pane(id="pane-preflight", classes="pane"):
-                        yield Static("The plan appears here once read.", id="preflight-info")
-                    with Pane(id="pane-storage", classes="pane"):
-                        yield Static(
-                            "Lists the node's disks; you choose one and confirm the format.",
-                            id="storage-info",
-                        )
-                    with Pane(id="pane-download", classes="pane"):
-                        yield DownloadPanel(id="download-panel")
-                    with Pane(id="pane-build", classes="pane"):
-                        yield Static(
-                            "Builds the engine image on the build host over SSH.", id="build-info"
-                        )
-                        yield Static("", id="build-progress")
-                        yield Static("", id="build-hint", classes="hint")
-                    with Pane(id="pane-deploy", classes="pane"):
-                        yield Static(
-                            "Applies the Deployment and Service, follows the rollout, checks health.",
-                            id="deploy-info",
-                        )
-                        yield Static("", id="deploy-pod")
-                        yield Static("", id="deploy-why", classes="hint")
-                        yield Static("", id="deploy-health")
-                yield LogPane(save_dir=self.directory, id="log-pane")
-        yield Footer()
+        yield from ()  # the main layout: see _mount_main
 
     def _shown_status(self, step_id: str) -> str:
         status = self.state.status(step_id)
         return "interrupted" if status == "running" else status  # a killed run left it so
 
     def on_mount(self) -> None:
-        # the main screen's widgets, kept: while a modal is up, query_one would search the modal
-        self.step_list = self.query_one(StepList)
-        self.log_pane = self.query_one(LogPane)
-        self.download_panel = self.query_one(DownloadPanel)
-        self.phase_switcher = self.query_one(ContentSwitcher)
-        self.phase_bar = self.query_one("#phase-bar", Static)
-        self.panels = {
-            name: self.query_one(f"#{name}", Static)
-            for name in (
-                "preflight-info",
-                "storage-info",
-                "build-progress",
-                "build-hint",
-                "deploy-pod",
-                "deploy-why",
-                "deploy-health",
-            )
-        }
+        self.set_interval(0.25, self._check_signals)
+        self._open_first_dialog()
+        self.call_after_refresh(self._mount_main)  # once the first dialog has painted
+
+    async def _mount_main(self) -> None:
+        if self._mounting_main:
+            return
+        self._mounting_main = True
+        if not self.configured:
+            assert self._load is not None
+            try:
+                self._configure(*self._load())
+            except LeviathanError as err:  # a bad configuration: said once the TUI has closed
+                self.load_error = err
+                self.exit(err.exit_code)
+                return
+        from leviathan_tui.widgets.download_panel import DownloadPanel
+        from leviathan_tui.widgets.log_pane import LogPane
+        from leviathan_tui.widgets.main_view import PANEL_IDS, MainView
+        from leviathan_tui.widgets.step_list import StepList
+
+        view = MainView(
+            [(s.id, s.title, self._shown_status(s.id)) for s in self.steps],
+            self.directory,
+            self._preflight_text() or "The plan appears here once read.",
+        )
+        await self.screen_stack[0].mount_all([Header(), view, Footer()])
+        try:
+            self.step_list = view.query_one(StepList)
+            self.log_pane = view.query_one(LogPane)
+            self.download_panel = view.query_one(DownloadPanel)
+            self.phase_switcher = view.query_one(ContentSwitcher)
+            self.phase_bar = view.query_one("#phase-bar", Static)
+            self.panels = {name: view.query_one(f"#{name}", Static) for name in PANEL_IDS}
+        except NoMatches:  # the app is closing and its layout was not composed
+            return
         for line in self.backends.actions[:1]:
             self.log_pane.add("leviathan", line)
-        self.set_interval(0.25, self._check_signals)
+        if self.screen is self.screen_stack[0]:  # no dialog over it: focus as a resume would
+            self.step_list.focus()
+        self.main_ready = True
+        self.refresh_bindings()
+        while self._after_main:
+            self._after_main.pop(0)()
+
+    def _when_main(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """`callback`, run at once if the main layout is mounted, else right after it is."""
+
+        def run(*args: Any) -> None:
+            if self.main_ready:
+                callback(*args)
+            else:
+                self._after_main.append(partial(callback, *args))
+                # the first dialog may close before it painted, and its after-paint call with it
+                self.call_later(self._mount_main)
+
+        return run
+
+    def _open_first_dialog(self) -> None:
+        from leviathan_tui.records import DataDisk
+
         if self.state.has_progress:
             shown = {"running": "interrupted: goes on", "pending": "to do"}
             summary = [
@@ -310,7 +326,9 @@ class LeviathanApp(App[int]):
                     "checked and mounted "
                     "again, never formatted again (a different disk there is refused)."
                 )
-            self.push_screen(ResumeScreen(summary, self.state.updated_at), self._after_resume)
+            self.push_screen(
+                ResumeScreen(summary, self.state.updated_at), self._when_main(self._after_resume)
+            )
         else:
             self.show_plan()
 
@@ -328,7 +346,11 @@ class LeviathanApp(App[int]):
     # --- the plan ---------------------------------------------------------------------------
 
     def show_plan(self) -> None:
-        done = sum(status in ("done", "skipped") for status in self.step_list.statuses.values())
+        done = (
+            sum(self.state.status(step.id) in ("done", "skipped") for step in self.steps)
+            if self.state.has_progress
+            else 0
+        )
         title = (
             f"Plan — resuming: {done} of {len(self.steps)} steps done; done steps are checked, "
             "never redone."
@@ -336,28 +358,33 @@ class LeviathanApp(App[int]):
             else "Plan — nothing has changed yet."
         ) + (" DRY RUN: a simulated node, Hub, build host and registry." if self.dry_run else "")
         self.plan_screen = PlanScreen(title)
-        self.push_screen(self.plan_screen, self._after_plan)
+        self.push_screen(self.plan_screen, self._when_main(self._after_plan))
         if self.plan_lines:
             for line in self.plan_lines:
                 self.plan_screen.add_line(line)
             self.plan_screen.finished()
-        else:
+        elif self.configured:
             self.read_plan()
+        else:
+            self._after_main.append(self.read_plan)  # once the configuration is read
 
     @work(thread=True, exit_on_error=False, name="plan")
     def read_plan(self) -> None:
         from leviathan_tui.phases.survey import survey
+        from leviathan_tui.records import DataDisk
 
         for line in survey(self.config, self.backends, self.dry_run, self.state.get(DataDisk)):
             self.plan_lines.append(line)
             self.call_from_thread(self.plan_screen.add_line, line)
         self.call_from_thread(self._plan_read)
 
+    def _preflight_text(self) -> str:
+        return "\n".join(f"{line.topic}: {line.text}" for line in self.plan_lines)
+
     def _plan_read(self) -> None:
         self.plan_screen.finished()
-        self.panels["preflight-info"].update(
-            "\n".join(f"{line.topic}: {line.text}" for line in self.plan_lines)
-        )
+        if self.main_ready:  # else it is mounted with this text
+            self.panels["preflight-info"].update(self._preflight_text())
 
     def _after_plan(self, choice: str | None) -> None:
         if choice == "start":
@@ -397,6 +424,25 @@ class LeviathanApp(App[int]):
         self.run_engine()
 
     def on_engine_event(self, message: EngineEvent) -> None:
+        from leviathan_tui.events import (
+            Explanation,
+            FileProgress,
+            FilesPlanned,
+            HealthAttempt,
+            LogLine,
+            Notice,
+            PodState,
+            Progress,
+            QuestionAsked,
+            RunFinished,
+            StepBlocked,
+            StepDone,
+            StepFailed,
+            StepInterrupted,
+            StepSkipped,
+            StepStarted,
+        )
+
         event = message.event
         panel = getattr(self, "download_panel", None)
         if not self.is_running or panel is None or not panel.is_mounted:
@@ -485,6 +531,8 @@ class LeviathanApp(App[int]):
                 self._run_finished(event)
 
     def _run_finished(self, event: RunFinished) -> None:
+        from leviathan_tui.screens.summary import SummaryScreen
+
         self.engine_running = False
         self._questions = []
         self._deferred.clear()  # the steps that asked have stopped
@@ -519,6 +567,8 @@ class LeviathanApp(App[int]):
     def _offer_fallback(self) -> bool:
         """After a failed KTransformers build: offer llama.cpp's upstream image instead."""
         from leviathan_tui.phases.deploy import offer_fallback
+        from leviathan_tui.runner import Runner
+        from leviathan_tui.screens.question import QuestionScreen
 
         fallback = offer_fallback(self.config, self.state)
         if fallback is None or self._fallback_offered:
@@ -556,6 +606,8 @@ class LeviathanApp(App[int]):
         self.engine.run(self._fallback_only)
 
     def _refresh_records(self) -> None:
+        from leviathan_tui.records import DataDisk, Health
+
         disk = self.state.get(DataDisk)
         if disk is not None:
             self.panels["storage-info"].update(
@@ -572,21 +624,16 @@ class LeviathanApp(App[int]):
 
     # --- phases and steps -------------------------------------------------------------------
 
-    @staticmethod
-    def _phase_bar(current: str) -> str:
-        return " ".join(
-            f"[reverse]{i} {p}[/reverse]" if p == current else f"{i} {p}"
-            for i, p in enumerate(PHASE_TABS, 1)
-        )
-
     def show_phase(self, phase: str) -> None:
-        if phase in PHASE_TABS:
+        from leviathan_tui.widgets.main_view import phase_bar
+
+        if phase in PHASES:
             self.phase_switcher.current = f"pane-{phase}"
-            self.phase_bar.update(self._phase_bar(phase))
+            self.phase_bar.update(phase_bar(phase))
 
     def action_phase(self, number: int) -> None:
         self.phase_pinned = True
-        self.show_phase(PHASE_TABS[number - 1])
+        self.show_phase(PHASES[number - 1])
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         step_id = str(event.option.id)
@@ -596,9 +643,8 @@ class LeviathanApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # the main screen's actions are not offered over the plan or a dialog
-        if (
-            action in ("answer_pending", "verify_again", "phase", "log")
-            and self.screen is not self.screen_stack[0]
+        if action in ("answer_pending", "verify_again", "phase", "log") and (
+            self.screen is not self.screen_stack[0] or not self.main_ready
         ):
             return False
         if action == "answer_pending":  # offered while a question waits, put aside or queued
@@ -607,6 +653,8 @@ class LeviathanApp(App[int]):
 
     def action_log(self, name: str) -> None:
         """The log's keys, from anywhere on the main screen (the log pane need not have focus)."""
+        if not self.main_ready:
+            return
         getattr(self.log_pane, f"action_{name}")()
 
     def action_toggle_keys(self) -> None:
@@ -625,24 +673,29 @@ class LeviathanApp(App[int]):
         yield SystemCommand(
             "Verify the model files again",
             "hash every file on the disk again",
-            self.action_verify_again,
+            self._when_main(self.action_verify_again),
         )
         yield SystemCommand(
             "Render the manifests",
             "write every manifest and the Dockerfile to the state directory",
-            self.render_manifests,
+            self._when_main(self.render_manifests),
         )
         yield SystemCommand(
-            "Save the log", "with timestamps and step ids", self.log_pane.action_save
+            "Save the log", "with timestamps and step ids", partial(self.action_log, "save")
         )
         yield SystemCommand(
-            "Show the Talos patch", "the machine-config patch for this node", self.show_talos_patch
+            "Show the Talos patch",
+            "the machine-config patch for this node",
+            self._when_main(self.show_talos_patch),
         )
         yield SystemCommand(
-            "Check health now", "liveness and one real completion", self.check_health_now
+            "Check health now",
+            "liveness and one real completion",
+            self._when_main(self.check_health_now),
         )
 
     def render_manifests(self) -> None:
+        from leviathan_tui.records import ImageRef
         from leviathan_tui.render.bundle import render_all
         from leviathan_tui.state import atomic_write
 
@@ -660,6 +713,7 @@ class LeviathanApp(App[int]):
         self.notify(f"rendered to {out}")
 
     def show_talos_patch(self) -> None:
+        from leviathan_tui.records import DataDisk, NodeFacts
         from leviathan_tui.render.talos import talos_storage_patch
 
         facts = self.state.get(NodeFacts)
@@ -677,6 +731,7 @@ class LeviathanApp(App[int]):
         from leviathan_tui.errors import LeviathanError
         from leviathan_tui.health import check_health
         from leviathan_tui.inference import engine_spec
+        from leviathan_tui.records import Health, NodeFacts
 
         health = self.state.get(Health)
         facts = self.state.get(NodeFacts)
@@ -736,6 +791,10 @@ class LeviathanApp(App[int]):
             self.set_timer(0.1, lambda: self._next_question(until))
 
     def _show_question(self) -> None:
+        from leviathan_tui.screens.confirm import ConfirmFormatScreen
+        from leviathan_tui.screens.device import DeviceScreen
+        from leviathan_tui.screens.question import QuestionScreen
+
         if not self._questions or self._showing_question:
             return
         if self.screen is not self.screen_stack[0]:  # the quit dialog, the summary: wait
@@ -762,7 +821,7 @@ class LeviathanApp(App[int]):
                 return
             if value == BACK and question.screen == "device":
                 self.going_back = True  # from the disk list back to the plan
-                self.engine.cancel()
+                self._cancel_run()
                 value = None
             message.reply.append(value)
             message.done.set()
@@ -783,6 +842,7 @@ class LeviathanApp(App[int]):
 
     def summary_lines(self) -> dict[str, str]:
         from leviathan_tui.phases.deploy import curl_line
+        from leviathan_tui.records import DataDisk, Health, ImageRef, NodeFacts
         from leviathan_tui.render.talos import talos_storage_patch, talosctl_command
 
         health = self.state.get(Health)
@@ -815,10 +875,16 @@ class LeviathanApp(App[int]):
 
     # --- quitting ---------------------------------------------------------------------------
 
+    def _cancel_run(self) -> None:
+        if self.engine is not None:
+            self.engine.cancel()
+
     def on_unmount(self) -> None:
-        self.engine.cancel()  # never leave a step waiting for an answer no screen will give
+        self._cancel_run()  # never leave a step waiting for an answer no screen will give
 
     def action_quit_app(self) -> None:
+        from leviathan_tui.screens.quit import QuitScreen
+
         if self.quitting or isinstance(self.screen, QuitScreen):  # one quit dialog at a time
             return
         if not self.engine_running:
@@ -841,14 +907,14 @@ class LeviathanApp(App[int]):
         if signals.received() and not self.quitting:
             self.quitting = "leave"
             if self.engine_running:
-                self.engine.cancel()
+                self._cancel_run()
             else:
                 self.exit(EXIT_INTERRUPTED)
 
     def _after_quit(self, choice: str | None) -> None:
         if choice in ("leave", "stop"):
             self.quitting = choice
-            self.engine.cancel()
+            self._cancel_run()
             self.log_pane.add(
                 "leviathan",
                 "stopping: the running steps are told to stop; the session is saved",
@@ -872,19 +938,20 @@ class LeviathanApp(App[int]):
 
 def run_app(
     *,
-    config: Config,
+    load: Callable[[], tuple[Config, Any]],
     state: State,
-    backends: Any,
     only: list[str] | None,
     directory: Path,
     dry_run: bool,
     resume_command: str = "leviathan",
 ) -> tuple[int, list[str] | None]:
-    """The exit code, and what "Stop it and quit" stopped (None when it was not chosen)."""
+    """The exit code, and what "Stop it and quit" stopped (None when it was not chosen).
+
+    `load` reads the configuration and builds the backends once the first screen has painted;
+    what it raises is raised again here, after the TUI has closed."""
     app = LeviathanApp(
-        config=config,
+        load=load,
         state=state,
-        backends=backends,
         only=only,
         directory=directory,
         dry_run=dry_run,
@@ -895,4 +962,6 @@ def run_app(
     signals.counting()  # the app polls: a SIGTERM stops the steps and leaves, exit 130
     code = app.run()
     state.flush()
+    if app.load_error is not None:
+        raise app.load_error
     return int(code if code is not None else (app.exit_code or 0)), app.stopped

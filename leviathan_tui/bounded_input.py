@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from leviathan_tui.errors import UsageError
 
@@ -93,39 +92,47 @@ def check_json_depth(text: str, path: Path | str, what: str, max_depth: int = MA
             depth -= 1
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and deep nesting while composing."""
+@cache
+def _no_alias_loader() -> Any:
+    """A SafeLoader that refuses aliases and deep nesting while composing (PyYAML is imported
+    only when a YAML file is read: the TUI paints its first screen before that)."""
+    import yaml
 
-    max_depth = MAX_DEPTH
+    class NoAliasLoader(yaml.SafeLoader):
+        max_depth = MAX_DEPTH
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._depth = 0
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases (*name) are not accepted here", event.start_mark
-            )
-        self._depth += 1
-        try:
-            if self._depth > self.max_depth:
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
                 event = self.peek_event()
                 raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"nested deeper than {self.max_depth} levels",
-                    event.start_mark,
+                    None, None, "YAML aliases (*name) are not accepted here", event.start_mark
                 )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+            self._depth += 1
+            try:
+                if self._depth > self.max_depth:
+                    event = self.peek_event()
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"nested deeper than {self.max_depth} levels",
+                        event.start_mark,
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return NoAliasLoader
 
 
 def parse_yaml(text: str, path: Path | str, what: str) -> Any:
+    import yaml
+
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_no_alias_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"

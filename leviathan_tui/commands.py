@@ -123,14 +123,11 @@ def make_backends(args: argparse.Namespace, config: Any, directory: Path, on_ret
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import queue
-
-    from leviathan_tui.events import LogLine
-    from leviathan_tui.phases import all_steps
-    from leviathan_tui.runner import Runner
     from leviathan_tui.state import SessionLock, State, check_directory
 
-    config, replay = load_settings(args)
+    interactive = getattr(args, "replay", None) is None
+    if not interactive:
+        config, replay = load_settings(args)
     only = parse_only(args)
     if args.dry_run:
         dry_run_speed()
@@ -141,53 +138,79 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_directory(directory)
     lock = SessionLock(directory)
     lock.acquire()
-    backends = None
+    loaded: dict[str, Any] = {}
     try:
         setup_logging(directory)
         state = State.load(directory)
         for notice in state.notices:
             sys.stderr.write(f"leviathan: {notice}\n")
-        events: queue.Queue[Any] = queue.Queue()
-        backends = make_backends(
-            args, config, directory, lambda msg: events.put(LogLine("", msg, "warn"))
-        )
-        if replay is not None:
-            from leviathan_tui.headless import run_headless
-            from leviathan_tui.replay import ReplayAnswerer
+        if not interactive:
+            return run_replay(args, config, replay, state, only, directory, loaded)
 
-            runner = Runner(
-                all_steps(),
-                config=config,
-                state=state,
-                backends=backends,
-                answerer=ReplayAnswerer(replay),
-                emit=events.put,
-            )
-            runner.select(only)  # validates --only before anything runs
-            for line in backends.actions[:1] if args.dry_run else []:
-                sys.stderr.write(f"leviathan: {line}\n")
-            code = run_headless(runner, events, only)
-            if code == 0:
-                return code
-            return headless_fallback(args, config, state, replay, events, directory, code)
+        def load() -> tuple[Any, Any]:
+            loaded["config"], _ = load_settings(args)
+            loaded["backends"] = make_backends(args, loaded["config"], directory, lambda _: None)
+            return loaded["config"], loaded["backends"]
+
         from leviathan_tui.app import run_app
 
         command = resume_command(args)
+        # the TUI paints its first screen, then reads the configuration: validating it takes
+        # a while, and a bad one is reported as it always is, once the TUI has closed
         code, stopped = run_app(
-            config=config,
+            load=load,
             state=state,
-            backends=backends,
             only=only,
             directory=directory,
             dry_run=args.dry_run,
             resume_command=command,
         )
+        config = loaded["config"] if "config" in loaded else load_settings(args)[0]  # quit early
         print(exit_line(state, config, args.dry_run, command, stopped))
         return code
     finally:
-        if backends is not None:
-            backends.close()
+        if "backends" in loaded:
+            loaded["backends"].close()
         lock.release()
+
+
+def run_replay(
+    args: argparse.Namespace,
+    config: Any,
+    replay: Any,
+    state: Any,
+    only: list[str] | None,
+    directory: Path,
+    loaded: dict[str, Any],
+) -> int:
+    """The headless bring-up a replay file answers; `loaded` gets the backends to close."""
+    import queue
+
+    from leviathan_tui.events import LogLine
+    from leviathan_tui.headless import run_headless
+    from leviathan_tui.phases import all_steps
+    from leviathan_tui.replay import ReplayAnswerer
+    from leviathan_tui.runner import Runner
+
+    events: queue.Queue[Any] = queue.Queue()
+    backends = loaded["backends"] = make_backends(
+        args, config, directory, lambda msg: events.put(LogLine("", msg, "warn"))
+    )
+    runner = Runner(
+        all_steps(),
+        config=config,
+        state=state,
+        backends=backends,
+        answerer=ReplayAnswerer(replay),
+        emit=events.put,
+    )
+    runner.select(only)  # validates --only before anything runs
+    for line in backends.actions[:1] if args.dry_run else []:
+        sys.stderr.write(f"leviathan: {line}\n")
+    code = run_headless(runner, events, only)
+    if code == 0:
+        return code
+    return headless_fallback(args, config, state, replay, events, directory, code)
 
 
 def resume_command(args: argparse.Namespace) -> str:

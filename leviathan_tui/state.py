@@ -21,11 +21,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from leviathan_tui.bounded_input import load_json_file
 from leviathan_tui.errors import LeviathanError, UsageError
-from leviathan_tui.records import Record, record_from_json
+
+if TYPE_CHECKING:  # records load with the first one read: the TUI paints before that
+    from leviathan_tui.records import Record
 
 SCHEMA_VERSION = 2
 STATE_FILE = "state.json"
@@ -35,7 +37,13 @@ MAX_STATE_BYTES = 16 * 1024 * 1024
 
 STATUSES = ("pending", "running", "done", "failed", "skipped", "interrupted")
 
-R = TypeVar("R", bound=Record)
+R = TypeVar("R", bound="Record")
+
+
+def _record_from_json(type_name: str, data: Any) -> Record:
+    from leviathan_tui.records import record_from_json
+
+    return record_from_json(type_name, data)
 
 
 class StateWriteError(LeviathanError):
@@ -290,7 +298,7 @@ class State:
                 raise ValueError(f"records.{type_name}: expected {{step, data}}")
             self.records[type_name] = (
                 entry["step"],
-                record_from_json(type_name, entry.get("data")),
+                _record_from_json(type_name, entry.get("data")),
             )
         for key, value in answers.items():
             if value is not None and not isinstance(value, str | int | float | bool):

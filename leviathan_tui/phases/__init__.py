@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from leviathan_tui.runner import Step
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the TUI reads PHASES before its first paint; the steps load after it
+    from leviathan_tui.runner import Step
 
 
 def all_steps() -> list[Step]:

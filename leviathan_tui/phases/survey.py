@@ -8,26 +8,16 @@ screen and `leviathan plan` print the same lines.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from leviathan_tui.config import ClusterConfig, Config, RegistryConfig, SshConfig
 from leviathan_tui.errors import LeviathanError
 from leviathan_tui.inference import engine_spec
 from leviathan_tui.phases.download import KTRANSFORMERS_RAM_FRACTION
+from leviathan_tui.phases.plan_line import PlanLine
 from leviathan_tui.phases.preflight import PSA_ENFORCE, node_facts
 from leviathan_tui.records import DataDisk
 from leviathan_tui.units import decimal_size, duration, human_size, rate
-
-Level = Literal["ok", "info", "warn", "error"]
-
-
-@dataclass(frozen=True)
-class PlanLine:
-    topic: str
-    text: str
-    level: Level = "info"
-    fix: str = ""
 
 
 def example_addresses(config: Config) -> list[tuple[str, str]]:

@@ -14,9 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from leviathan_tui.events import Question
+from leviathan_tui.screens import BACK
 from leviathan_tui.units import decimal_size, human_size
-
-BACK = "\x00back"  # what the dialog answers when the operator goes back
 
 
 def facts_text(question: Question) -> Text:

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from leviathan_tui.events import Choice, Question
-from leviathan_tui.screens.confirm import BACK
+from leviathan_tui.screens import BACK
 from leviathan_tui.units import decimal_size
 
 COLUMNS = ("device", "size", "fits", "can it be used", "model", "serial", "holds", "by-id")

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from leviathan_tui.phases.survey import PlanLine
+from leviathan_tui.phases.plan_line import PlanLine
 
 STYLE = {"ok": "green", "info": "", "warn": "yellow", "error": "bold red"}
 MARK = {"ok": "✔", "info": "·", "warn": "!", "error": "✘"}

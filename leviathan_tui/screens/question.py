@@ -11,8 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from leviathan_tui.events import Question
-
-LATER = "\x00later"  # what the dialog answers when the operator puts it aside
+from leviathan_tui.screens import LATER
 
 
 class QuestionScreen(ModalScreen[str]):

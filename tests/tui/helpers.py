@@ -46,6 +46,15 @@ async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) 
     raise AssertionError(f"{kind.__name__} never came; on {type(app.screen).__name__}")
 
 
+async def wait_for_main(app: LeviathanApp, pilot, limit_s: float = 10.0) -> None:
+    """The main layout is mounted under the first dialog once that dialog has painted."""
+    for _ in range(int(limit_s / 0.05)):
+        if app.main_ready:
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the main layout was never mounted")
+
+
 async def walk(
     app: LeviathanApp, pilot, device: str = "/dev/nvme1n1", max_steps: int = 2400
 ) -> list[str]:

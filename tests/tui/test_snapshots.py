@@ -20,13 +20,13 @@ from leviathan_tui.events import (
     Question,
     StepStarted,
 )
+from leviathan_tui.phases.plan_line import PlanLine
 from leviathan_tui.phases.storage import (
     confirm_question,
     device_choice,
     device_facts,
     foreign_question,
 )
-from leviathan_tui.phases.survey import PlanLine
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
 from leviathan_tui.screens.plan import PlanScreen
@@ -34,7 +34,7 @@ from leviathan_tui.screens.question import QuestionScreen
 from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
 from leviathan_tui.screens.summary import SummaryScreen
-from tests.tui.helpers import LARGE, SMALL, ScreenHost, make_app
+from tests.tui.helpers import LARGE, SMALL, ScreenHost, make_app, wait_for_main
 
 SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 DEVICES = {d.name: d for d in parse_lsblk(default_machine())}
@@ -166,6 +166,7 @@ def main_app(tmp_path: Path, phase: str):
     app.sub_title = "DRY RUN — nothing real is touched"
 
     async def fill(pilot) -> None:
+        await wait_for_main(app, pilot)
         feed = {
             "download": [
                 StepStarted("download.fetch", "Download and verify the model"),

@@ -1,0 +1,128 @@
+"""The real `leviathan` command on a pseudo-terminal: the plan paints before the configuration is
+read, and a bad configuration still ends the run with its message and exit 2."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
+
+
+class Terminal:
+    def __init__(self, args: list[str], size: tuple[int, int] = (120, 40)) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        env = dict(os.environ, TERM="xterm-256color", LEVIATHAN_DRY_RUN_SPEED="1000")
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "leviathan_tui", *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.master = master
+        self.output = b""
+
+    def read_until(self, needle: bytes, limit_s: float = 30.0) -> bool:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if needle in ESCAPES.sub(b"", self.output):
+                return True
+            if not self._read(0.2) and self.process.poll() is not None:
+                return needle in ESCAPES.sub(b"", self.output)
+        return False
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # the child closed the terminal
+            return False
+        self.output += chunk
+        return bool(chunk)
+
+    def press(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait(self, limit_s: float = 30.0) -> int:
+        deadline = time.monotonic() + limit_s
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
+        while self._read(0.1):
+            pass
+        if self.process.poll() is None:
+            self.process.kill()
+            raise AssertionError("leviathan did not exit")
+        return self.process.returncode
+
+    def text(self) -> str:
+        return ESCAPES.sub(b"", self.output).decode(errors="replace")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+def test_the_plan_paints_then_its_lines_then_q_exits_0_with_the_resume_line(
+    tmp_path: Path,
+) -> None:
+    term = Terminal(["--dry-run", "--state-dir", str(tmp_path / "s")])
+    try:
+        assert term.read_until(b"nothing has changed yet"), term.text()[-2000:]
+        # the configuration is read after the first paint; the plan's lines follow it
+        assert term.read_until(b"needs 415.2 GB with margin"), term.text()[-2000:]
+        term.press(b"q")
+        assert term.wait() == 0
+        assert "leviathan: 0 of 10 steps done; resume with: leviathan --dry-run" in term.text()
+    finally:
+        term.close()
+
+
+@pytest.mark.parametrize("key", [b"q", b"\x11"], ids=["q", "ctrl+q"])
+def test_quitting_at_the_first_paint_before_the_configuration_is_read(
+    tmp_path: Path, key: bytes
+) -> None:
+    term = Terminal(["--dry-run", "--state-dir", str(tmp_path / "s")])
+    try:
+        assert term.read_until(b"nothing has changed yet"), term.text()[-2000:]
+        term.press(key)
+        assert term.wait() == 0, term.text()[-2000:]
+        assert "leviathan: 0 of 10 steps done; resume with:" in term.text()
+        assert "Traceback" not in term.text()
+    finally:
+        term.close()
+
+
+def test_a_bad_configuration_is_reported_after_the_tui_closes_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("deploy:\n  gpus: 0\n  colour: blue\n")
+    term = Terminal(["--dry-run", "--config", str(config), "--state-dir", str(tmp_path / "s")])
+    try:
+        assert term.wait() == 2
+        text = term.text()
+        assert f"{config}: invalid configuration" in text
+        assert "deploy.gpus:" in text and "deploy.colour: unknown key" in text
+        assert "Traceback" not in text
+        after = text.rsplit("invalid configuration", 1)[0]
+        assert "resume with" not in after  # no exit line for a run that never started
+    finally:
+        term.close()
