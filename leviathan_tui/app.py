@@ -291,10 +291,20 @@ class LeviathanApp(App[int]):
             self.log_pane.add("leviathan", line)
         if self.screen is self.screen_stack[0]:  # no dialog over it: focus as a resume would
             self.step_list.focus()
+        else:
+            self._lay_out_under_dialog(tries=50)
         self.main_ready = True
         self.refresh_bindings()
         while self._after_main:
             self._after_main.pop(0)()
+
+    def _lay_out_under_dialog(self, tries: int) -> None:
+        """The layout mounted under a dialog is drawn as its background only once it is laid out,
+        and Textual lays out a covered screen only when asked after its widgets are all in."""
+        if self.step_list.region or tries <= 0 or not self.is_running:
+            return
+        self.screen_stack[0].refresh(layout=True)
+        self.set_timer(0.1, partial(self._lay_out_under_dialog, tries - 1))
 
     def _when_main(self, callback: Callable[..., None]) -> Callable[..., None]:
         """`callback`, run at once if the main layout is mounted, else right after it is."""

@@ -17,7 +17,7 @@ from leviathan_tui.screens.question import QuestionScreen
 from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
 from leviathan_tui.screens.summary import SummaryScreen
-from tests.tui.helpers import LARGE, SMALL, answer, make_app, wait_for, walk
+from tests.tui.helpers import LARGE, SMALL, answer, make_app, wait_for, wait_for_main, walk
 
 SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 
@@ -186,6 +186,13 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
             assert visible(screen, selector), selector
         assert "storage.probe: interrupted" in str(screen.query_one("#resume-steps").render())
         assert app.focused.id == "resume"
+        # the main layout, mounted under the dialog after its first paint, is drawn behind it
+        await wait_for_main(app, pilot)
+        for _ in range(60):
+            if app.step_list.region.height:
+                break
+            await pilot.pause(0.05)
+        assert app.step_list.region.height > 0 and app.screen is screen
         await pilot.press("tab", "enter")
         await wait_for(app, pilot, PlanScreen)
         assert any("started over" in line for _, line, _ in app.log_pane.lines)
