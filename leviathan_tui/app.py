@@ -706,31 +706,21 @@ class LeviathanApp(App[int]):
 
     def render_manifests(self) -> None:
         from leviathan_tui.records import ImageRef
-        from leviathan_tui.render.bundle import render_all
-        from leviathan_tui.state import atomic_write
+        from leviathan_tui.render.bundle import write_all
 
         image = self.state.get(ImageRef)
         out = self.directory / "rendered"
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            for name, text in render_all(
-                self.config, digest=image.digest if image else None
-            ).items():
-                atomic_write(out / name, text.encode())
-        except Exception as err:  # noqa: BLE001 - shown, never a crash
+            write_all(self.config, out, digest=image.digest if image else None)
+        except LeviathanError as err:  # shown, never a crash
             self.notify(f"cannot render: {err}", severity="error")
             return
         self.notify(f"rendered to {out}")
 
     def show_talos_patch(self) -> None:
-        from leviathan_tui.records import DataDisk, NodeFacts
-        from leviathan_tui.render.talos import talos_storage_patch
+        from leviathan_tui.phases.summary import talos_patch
 
-        facts = self.state.get(NodeFacts)
-        disk = self.state.get(DataDisk)
-        why, patch = talos_storage_patch(
-            self.config, facts.talos_version if facts else None, disk.serial if disk else None
-        )
+        why, patch = talos_patch(self.config, self.state)
         self.log_pane.add("leviathan", f"Talos patch: {why}", "warn")
         for line in patch.splitlines():
             self.log_pane.add("leviathan", "  " + line)
@@ -738,16 +728,11 @@ class LeviathanApp(App[int]):
 
     @work(thread=True, exit_on_error=False, name="health-now")
     def check_health_now(self) -> None:
-        from leviathan_tui.errors import LeviathanError
         from leviathan_tui.health import check_health
         from leviathan_tui.inference import engine_spec
-        from leviathan_tui.records import Health, NodeFacts
+        from leviathan_tui.phases.summary import health_base_url
 
-        health = self.state.get(Health)
-        facts = self.state.get(NodeFacts)
-        base = self.config.deploy.health_url or (health.base_url if health else "")
-        if not base and facts and facts.internal_ip:
-            base = f"http://{facts.internal_ip}:{self.config.deploy.node_port}"
+        base = health_base_url(self.config, self.state)
         deployed = self.state.status("deploy.apply") in ("done", "skipped")
         if not base or not (deployed or self.config.deploy.health_url):
             self.call_from_thread(
@@ -851,37 +836,9 @@ class LeviathanApp(App[int]):
     # --- summary ----------------------------------------------------------------------------
 
     def summary_lines(self) -> dict[str, str]:
-        from leviathan_tui.phases.deploy import curl_line
-        from leviathan_tui.records import DataDisk, Health, ImageRef, NodeFacts
-        from leviathan_tui.render.talos import talos_storage_patch, talosctl_command
+        from leviathan_tui.phases.summary import summary_lines
 
-        health = self.state.get(Health)
-        image, disk = self.state.get(ImageRef), self.state.get(DataDisk)
-        facts = self.state.get(NodeFacts)
-        base = health.base_url if health else f"http://NODE:{self.config.deploy.node_port}"
-        model = health.model if health else self.config.deploy.model_name
-        replay = self.directory / REPLAY_FILE
-        lines = {
-            "Endpoint": f"{base}/v1  (OpenAI-style; model {model})",
-            "Try it": curl_line(base, model),
-            "Image": f"{self.config.image_ref} @ {image.digest if image else '-'}",
-            "Model files": f"{self.config.host_path(self.config.gguf_dir)} on {disk.identity() if disk else '?'}",
-            "Replay": f"{replay}\n{self.resume_command} --replay {replay}",
-            "Check health later": f"{self.resume_command} health --url {base}",
-        }
-        if health:
-            lines["First reply"] = f"{health.reply}  (time to first token {health.ttft_s} s)"
-            for label, value in health.bench:
-                lines[f"Benchmark: {label}"] = value
-        why, _ = talos_storage_patch(
-            self.config, facts.talos_version if facts else None, disk.serial if disk else None
-        )
-        node = (facts.internal_ip if facts else "") or self.config.cluster.node_name
-        patch = self.directory / "talos-storage-patch.yaml"
-        lines["Talos patch (keeps the disk mounted after a reboot)"] = (
-            f"{why}\n{talosctl_command(node, str(patch))}"
-        )
-        return lines
+        return summary_lines(self.config, self.state, self.directory, self.resume_command)
 
     # --- quitting ---------------------------------------------------------------------------
 

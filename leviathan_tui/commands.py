@@ -383,29 +383,13 @@ def headless_fallback(
 
 def cmd_render(args: argparse.Namespace) -> int:
     from leviathan_tui.records import ImageRef
-    from leviathan_tui.render.bundle import render_all
-    from leviathan_tui.state import State, StateWriteError, atomic_write
+    from leviathan_tui.render.bundle import write_all
+    from leviathan_tui.state import State
 
     config, _ = load_settings(args)
-    directory = state_dir(args)
-    state = State.load(directory, read_only=True)
+    state = State.load(state_dir(args), read_only=True)
     image = state.get(ImageRef)
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"--out {out}: cannot create it: {err.strerror or err}") from None
-    files = render_all(config, digest=image.digest if image else None)
-    for name, text in files.items():
-        target = out / name
-        if target.is_dir():
-            raise UsageError(f"{target}: is a directory; remove it or choose another --out")
-        try:
-            atomic_write(target, text.encode("utf-8"))
-        except StateWriteError as err:
-            raise LeviathanError(err.message, err.fix("choose another --out")) from None
+    for target in write_all(config, args.out, digest=image.digest if image else None):
         print(target)
     return 0
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 from leviathan_tui.config import Config
+from leviathan_tui.errors import LeviathanError, UsageError
 from leviathan_tui.inference import engine_spec
 from leviathan_tui.render.dockerfile import DOCKERFILE_NAME, dockerfile_text
 from leviathan_tui.render.manifests import (
@@ -41,3 +43,26 @@ def render_all(config: Config, *, digest: str | None = None) -> dict[str, str]:
         out[name] = f"{header}\n# Apply: {apply}\n{patch}"
     out["talos-registry-patch.yaml"] = talos_registry_patch(config)
     return out
+
+
+def write_all(config: Config, out: Path, *, digest: str | None = None) -> list[Path]:
+    """Render every file into `out` (created when missing); the paths written, in order."""
+    from leviathan_tui.state import StateWriteError, atomic_write
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot create it: {err.strerror or err}") from None
+    written = []
+    for name, text in render_all(config, digest=digest).items():
+        target = out / name
+        if target.is_dir():
+            raise UsageError(f"{target}: is a directory; remove it or choose another --out")
+        try:
+            atomic_write(target, text.encode("utf-8"))
+        except StateWriteError as err:
+            raise LeviathanError(err.message, err.fix("choose another --out")) from None
+        written.append(target)
+    return written
