@@ -380,10 +380,16 @@ class LeviathanApp(App[int]):
 
     @work(thread=True, exit_on_error=False, name="plan")
     def read_plan(self) -> None:
+        from leviathan_tui.phases.plan_line import PlanLine
         from leviathan_tui.phases.survey import survey
         from leviathan_tui.records import DataDisk
 
-        for line in survey(self.config, self.backends, self.dry_run, self.state.get(DataDisk)):
+        try:
+            for line in survey(self.config, self.backends, self.dry_run, self.state.get(DataDisk)):
+                self.plan_lines.append(line)
+                self.call_from_thread(self.plan_screen.add_line, line)
+        except Exception as err:  # noqa: BLE001 - the plan says so; Start stays possible
+            line = PlanLine("plan", f"could not be read completely: {err}", "error")
             self.plan_lines.append(line)
             self.call_from_thread(self.plan_screen.add_line, line)
         self.call_from_thread(self._plan_read)

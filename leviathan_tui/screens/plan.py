@@ -96,11 +96,20 @@ class PlanScreen(Screen[str]):
         self.query_one("#plan-lines", Static).update(table)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss("start" if event.button.id == "plan-start" else "quit")
+        if event.button.id == "plan-start":
+            self._start()
+        else:
+            self.dismiss("quit")
 
     def action_start(self) -> None:
         if isinstance(self.focused, Button) and self.focused.id == "plan-quit":
             self.dismiss("quit")
+            return
+        self._start()
+
+    def _start(self) -> None:
+        if not self.complete:  # the operator starts what they have read, not a blank plan
+            self.notify("the plan is still being read: Start once it is shown", severity="warning")
             return
         self.dismiss("start")
 

@@ -89,6 +89,38 @@ async def test_the_plan_comes_first_and_nothing_changes_before_start(tmp_path: P
     assert world(tmp_path)["formats"] == []
 
 
+async def test_start_waits_until_the_plan_is_shown(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    import leviathan_tui.phases.survey as survey_module
+
+    gate = threading.Event()
+    read = survey_module.survey
+
+    def slow_survey(*args, **kwargs):
+        gate.wait(30)
+        yield from read(*args, **kwargs)
+
+    monkeypatch.setattr(survey_module, "survey", slow_survey)
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await wait_for(app, pilot, PlanScreen)
+        await pilot.press("enter")  # an impatient Enter while the plan is read
+        await pilot.pause(0.3)
+        assert app.screen is screen and not app.engine_running
+        gate.set()
+        for _ in range(200):
+            if screen.complete:
+                break
+            await pilot.pause(0.05)
+        await pilot.press("enter")
+        for _ in range(100):
+            if app.engine_running:
+                break
+            await pilot.pause(0.05)
+        assert app.engine_running
+
+
 @SIZES
 async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size) -> None:
     app = make_app(tmp_path)
