@@ -547,7 +547,12 @@ class LeviathanApp(App[int]):
                 self._run_finished(event)
 
     def _run_finished(self, event: RunFinished) -> None:
+        from leviathan_tui.screens.quit import QuitScreen
         from leviathan_tui.screens.summary import SummaryScreen
+
+        if isinstance(self.screen, QuitScreen) and not self.quitting:
+            self.pop_screen()  # what it said keeps running has ended
+            self.notify("the run ended while the quit dialog was open: q now quits at once")
 
         self.engine_running = False
         self._questions = []
@@ -885,7 +890,10 @@ class LeviathanApp(App[int]):
                 self.exit(EXIT_INTERRUPTED)
 
     def _after_quit(self, choice: str | None) -> None:
-        if choice in ("leave", "stop"):
+        if choice in ("leave", "stop") and not self.engine_running:
+            self.quitting = choice  # the run ended while the dialog was up: nothing to wait for
+            self._finish_quit()
+        elif choice in ("leave", "stop"):
             self.quitting = choice
             self._cancel_run()
             self.log_pane.add(

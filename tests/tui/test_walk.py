@@ -272,6 +272,35 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
         assert app.stopped is None
 
 
+async def test_a_quit_dialog_open_when_the_run_ends_closes_and_q_then_quits(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path, speed=1.0)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        for _ in range(1200):
+            await answer(app, pilot, app.screen, "/dev/nvme1n1")
+            await pilot.pause(0.05)
+            on_main = app.screen is app.screen_stack[0] and not app._questions
+            if on_main and app.step_list.status("download.fetch") == "running":
+                break
+        await pilot.press("q")
+        await wait_for(app, pilot, QuitScreen)
+        app.engine.cancel()  # the run ends while the dialog says it keeps running
+        for _ in range(400):
+            if not app.engine_running and not isinstance(app.screen, QuitScreen):
+                break
+            await pilot.pause(0.05)
+        assert not app.engine_running and not isinstance(app.screen, QuitScreen)
+        assert app.is_running  # nothing was chosen: the session stays
+        await pilot.press("q")  # nothing runs now: q quits at once
+        for _ in range(100):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130  # the run was interrupted
+
+
 async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
     tmp_path: Path,
 ) -> None:
