@@ -323,12 +323,15 @@ class LeviathanApp(App[int]):
         from leviathan_tui.records import DataDisk
 
         if self.state.has_progress:
-            shown = {"running": "interrupted: goes on", "pending": "to do"}
-            summary = [
-                f"{step.id}: {shown.get(status, status)}"
-                for step in self.steps
-                for status in [self.state.status(step.id)]
-            ]
+            # one line per status, the steps in their order: the dialog fits 80x24 whole
+            shown = {"running": "interrupted (goes on)", "pending": "to do"}
+            by_status: dict[str, list[str]] = {}
+            for step in self.steps:
+                status = self.state.status(step.id)
+                by_status.setdefault(shown.get(status, status), []).append(step.id)
+            summary = [f"{status}: {', '.join(ids)}" for status, ids in by_status.items()]
+            if set(by_status) <= {"done", "skipped"}:
+                summary.insert(0, "Every step is done; Resume checks each against the world.\n")
             disk = self.state.get(DataDisk)
             if disk is not None:
                 summary.append(

@@ -39,7 +39,8 @@ def ssh_connect(ctx: StepContext) -> Any:
         def validate(answer: Any) -> str | None:
             if str(answer).strip() != fp:
                 return (
-                    f"the accepted fingerprint {answer!r} is not the one {name} presents now ({fp})"
+                    f"{answer!r} is not the fingerprint {name} presents now ({fp}); "
+                    "compare that one with the host's key, then type or paste it to accept it"
                 )
             return None
 

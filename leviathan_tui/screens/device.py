@@ -41,7 +41,7 @@ def _row(choice: Choice) -> tuple[str, ...]:
 class DeviceScreen(ModalScreen[str]):
     CSS_PATH = "device.tcss"
     BINDINGS = [
-        Binding("escape", "back", "Back to the plan"),
+        Binding("escape", "back", "Back to the plan (pauses the run)"),
         Binding("enter", "choose", "Choose", show=True),
     ]
 

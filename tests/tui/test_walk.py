@@ -214,9 +214,11 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         screen = await wait_for(app, pilot, ResumeScreen)
-        for selector in ("#resume-explain", "#resume", "#start-over"):
+        for selector in ("#resume-title", "#resume-explain", "#resume", "#start-over"):
             assert visible(screen, selector), selector
-        assert "storage.probe: interrupted" in str(screen.query_one("#resume-steps").render())
+        steps = str(screen.query_one("#resume-steps").render())
+        assert "interrupted (goes on): storage.probe" in steps
+        assert "done: preflight.node" in steps and "deploy.health" in steps
         assert app.focused.id == "resume"
         # the main layout, mounted under the dialog after its first paint, is drawn behind it
         await wait_for_main(app, pilot)
