@@ -27,9 +27,9 @@ UNFINISHED = ("running", "interrupted")
 def still_running(state: State, config: Config, dry_run: bool) -> list[str]:
     """What may still run on the node or the build host, from the saved session."""
     items = []
-    where = "the simulated node (stops with the dry run)" if dry_run else config.cluster.node_name
-    if state.status("download.fetch") in UNFINISHED:
-        items.append(f"the download (pod {FETCH_POD} on {where})")
+    # a dry run's pods are local processes, deleted when it closes; its build host's are not
+    if state.status("download.fetch") in UNFINISHED and not dry_run:
+        items.append(f"the download (pod {FETCH_POD} on {config.cluster.node_name})")
     job = state.get(BuildJob)
     for step, what in (("build.image", "image build"), ("build.push", "push")):
         if state.status(step) in UNFINISHED and job is not None:
@@ -44,13 +44,10 @@ def goes_on_after(
     A step waiting for an answer has started nothing yet: it asks again on the next run."""
     items = [f"{step} waits for your answer: it asks again on the next run" for step in waiting]
     for step in running:
-        if step == "download.fetch":
-            where = (
-                "the simulated node; a dry run's pods stop with it"
-                if dry_run
-                else config.cluster.node_name
-            )
-            items.append(f"the download goes on (pod {FETCH_POD} on {where})")
+        if step == "download.fetch" and dry_run:
+            items.append("the download stops with the dry run and resumes on the next run")
+        elif step == "download.fetch":
+            items.append(f"the download goes on (pod {FETCH_POD} on {config.cluster.node_name})")
         elif step in ("build.image", "build.push"):
             what = "image build" if step == "build.image" else "push"
             items.append(f"the {what} keeps running on {config.ssh.host} (detached)")

@@ -456,3 +456,20 @@ def test_a_device_answer_that_is_no_dev_path_stops_before_anything_runs(tmp_path
     assert result.returncode == 2, result.stdout + result.stderr
     assert "answers.storage.device: must be a /dev path" in result.stderr
     assert "preflight.node" not in result.stdout  # refused before any step
+
+
+def test_what_still_runs_after_a_quit_names_the_real_download_not_a_dry_runs(
+    tmp_path: Path,
+) -> None:
+    from leviathan_tui.config import Config
+    from leviathan_tui.phases.stop import goes_on_after, still_running
+    from leviathan_tui.state import State
+
+    state = State.load(tmp_path)
+    state.set_status("download.fetch", "running")  # a quit left it so
+    config = Config()
+    real = still_running(state, config, dry_run=False)
+    assert real == [f"the download (pod sysadmin-logistics-fetch on {config.cluster.node_name})"]
+    assert still_running(state, config, dry_run=True) == []  # its pods were deleted on close
+    (dry,) = goes_on_after(["download.fetch"], [], config, dry_run=True)
+    assert "stops with the dry run" in dry and "goes on" not in dry
