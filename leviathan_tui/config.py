@@ -422,13 +422,32 @@ class Config(Section):
         return pod_path
 
 
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at `loc` accepts (the top level's are the section names)."""
+    model: Any = Config
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+        if not issubclass(model, BaseModel):
+            return []
+    return list(model.model_fields)
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
+    import difflib
+
     lines = [f"{source}: invalid configuration"]
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
-            msg = "unknown key"
+            known = _keys_at(tuple(item["loc"][:-1]))
+            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]}?" if close else "")
+        elif item["type"] in ("model_type", "dict_type"):
+            msg = "must be a section: a mapping of keys to values"
         msg = msg.removeprefix("Value error, ")
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)

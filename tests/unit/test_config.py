@@ -40,6 +40,19 @@ def test_each_wrong_field_named_with_its_path(tmp_path: Path) -> None:
     assert err.value.exit_code == 2
 
 
+def test_a_misspelt_key_gets_a_suggestion_and_a_scalar_section_is_named_as_such(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "ssh: 5\ncluster:\n  nodename: n1\nclustr: {}\n")
+    with pytest.raises(UsageError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "cluster.nodename: unknown key; did you mean node_name?" in text
+    assert "clustr: unknown key; did you mean cluster?" in text
+    assert "ssh: must be a section: a mapping of keys to values" in text
+    assert "SshConfig" not in text  # no internal class names
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "cluster:\n  namespace: ok\n  node_name: [unclosed\n")
     with pytest.raises(UsageError) as err:
