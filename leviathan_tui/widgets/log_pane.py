@@ -68,6 +68,7 @@ class LogPane(Vertical):
         yield RichLog(
             max_lines=self.cap,
             wrap=self.wrap,
+            min_width=1,  # wrapped lines follow the pane's width, not RichLog's 78 columns
             markup=False,
             highlight=False,
             auto_scroll=True,
@@ -160,6 +161,10 @@ class LogPane(Vertical):
     def action_toggle_errors(self) -> None:
         self.errors_only = not self.errors_only
         self._repaint()
+
+    def on_resize(self) -> None:
+        if self.wrap:  # written lines keep the width they were wrapped at
+            self._repaint()
 
     def action_toggle_wrap(self) -> None:
         self.wrap = not self.wrap

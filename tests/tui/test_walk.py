@@ -420,3 +420,30 @@ async def test_a_swapped_disk_is_refused_in_the_tui_without_asking_or_formatting
         assert any("not the recorded data disk" in line for line in errors), errors
         await pilot.press("q")
     assert [f["device"] for f in json.loads(world_file.read_text())["formats"]] == ["/dev/nvme1n1"]
+
+
+async def test_wrapped_log_lines_fit_the_pane_at_80x24_and_follow_a_resize(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    app.show_plan = lambda: None  # the main screen alone
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for_main(app, pilot)
+        pane = app.log_pane
+        log = pane.query_one("#log")
+        pane.add("download.fetch", "skipped, already done: all 14 files " + "word " * 40)
+        pane.flush()
+        await pilot.press("w")
+        await pilot.pause(0.2)
+
+        def widths() -> tuple[int, int]:
+            return max(
+                strip.cell_length for strip in log.lines
+            ), log.scrollable_content_region.width
+
+        widest, room = widths()
+        assert pane.wrap and widest <= room < 78, (widest, room)
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.3)
+        widest, room = widths()
+        assert widest <= room and widest > 78, (widest, room)  # wrapped again, wider
