@@ -70,6 +70,10 @@ class ConfirmFormatScreen(ModalScreen[str]):
         yield Footer()
 
     def on_mount(self) -> None:
+        for box in self.query(
+            "#confirm-dialog"
+        ):  # Tab must not take the typing away from the input
+            box.can_focus = False
         for widget in self.query(Input):  # none if closed before it was mounted
             widget.focus()
 

@@ -142,6 +142,10 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         await pilot.press(*"nvme2n1", "enter")  # the wrong name stays, with the reason
         assert app.screen is confirm
         assert "nvme1n1" in str(confirm.query_one("#confirm-error").render())
+        await pilot.press("tab", *"nvme", "tab", *"1n1")  # Tab does not take the typing away
+        assert confirm.query_one("#confirm-answer").value == "nvme1n1"
+        assert app.focused is confirm.query_one("#confirm-answer")
+        confirm.query_one("#confirm-answer").value = ""
         await pilot.press("escape")  # back to the disk list, not a failed run
         await wait_for(app, pilot, DeviceScreen)
         assert "StepFailed:storage.format" not in app.events_seen
