@@ -866,7 +866,10 @@ class LeviathanApp(App[int]):
     def action_quit_app(self) -> None:
         from leviathan_tui.screens.quit import QuitScreen
 
-        if self.quitting or isinstance(self.screen, QuitScreen):  # one quit dialog at a time
+        if isinstance(self.screen, QuitScreen) and not self.quitting:
+            self.screen.dismiss("leave")  # asked twice: quit, as the dialog's "Quit, let it run"
+            return
+        if self.quitting:
             return
         if not self.engine_running:
             self.exit(self.exit_code if self.exit_code is not None else 0)

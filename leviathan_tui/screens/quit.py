@@ -24,7 +24,7 @@ class QuitScreen(ModalScreen[str]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="quit-dialog"):
             yield Static("Quit Leviathan?", id="quit-title")
-            lines = ["The session is saved. These keep running after you quit:"]
+            lines = ["The session is saved. When you quit:"]
             lines += [f"  • {item}" for item in self.running] or ["  • nothing"]
             lines += ["", f"Resume later with: {self.resume_command}"]
             yield Static("\n".join(lines), id="quit-running")
