@@ -385,10 +385,16 @@ class LeviathanApp(App[int]):
     def read_plan(self) -> None:
         from leviathan_tui.phases.plan_line import PlanLine
         from leviathan_tui.phases.survey import survey
-        from leviathan_tui.records import DataDisk
+        from leviathan_tui.records import DataDisk, ModelFiles
 
         try:
-            for line in survey(self.config, self.backends, self.dry_run, self.state.get(DataDisk)):
+            for line in survey(
+                self.config,
+                self.backends,
+                self.dry_run,
+                self.state.get(DataDisk),
+                self.state.get(ModelFiles),
+            ):
                 self.plan_lines.append(line)
                 self.call_from_thread(self.plan_screen.add_line, line)
         except Exception as err:  # noqa: BLE001 - the plan says so; Start stays possible

@@ -255,15 +255,15 @@ def exit_line(
     return f"leviathan: {done} of {len(steps)} steps done{goes_on}; resume with: {command}"
 
 
-def recorded_disk(directory: Path) -> Any:
-    """The data disk a saved session has recorded, read without changing anything; else None."""
-    from leviathan_tui.records import DataDisk
+def recorded(directory: Path, record_type: Any) -> Any:
+    """The record a saved session holds (the data disk, the model files), read without changing
+    anything; else None."""
     from leviathan_tui.state import STATE_FILE, State
 
     if not (directory / STATE_FILE).is_file():
         return None
     try:
-        return State.load(directory, read_only=True).get(DataDisk)
+        return State.load(directory, read_only=True).get(record_type)
     except LeviathanError:
         return None
 
@@ -292,7 +292,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     marks = {"ok": "ok", "info": "  ", "warn": "! ", "error": "✘ "}
     worst = "ok"
     try:
-        for line in survey(config, backends, args.dry_run, recorded_disk(state_dir(args))):
+        from leviathan_tui.records import DataDisk, ModelFiles
+
+        directory = state_dir(args)
+        disk, files = recorded(directory, DataDisk), recorded(directory, ModelFiles)
+        for line in survey(config, backends, args.dry_run, disk, files):
             print(f"{marks[line.level]:<3}{line.topic:<11} {line.text}")
             if line.fix:
                 print(f"{'':15}→ {line.fix}")

@@ -16,7 +16,7 @@ from leviathan_tui.inference import engine_spec
 from leviathan_tui.phases.download import KTRANSFORMERS_RAM_FRACTION
 from leviathan_tui.phases.plan_line import PlanLine
 from leviathan_tui.phases.preflight import PSA_ENFORCE, node_facts
-from leviathan_tui.records import DataDisk
+from leviathan_tui.records import DataDisk, ModelFiles
 from leviathan_tui.units import decimal_size, duration, human_size, rate
 
 
@@ -40,9 +40,14 @@ def _guard(topic: str, fn: Any) -> Iterator[PlanLine]:
 
 
 def survey(
-    config: Config, backends: Any, dry_run: bool = False, disk: DataDisk | None = None
+    config: Config,
+    backends: Any,
+    dry_run: bool = False,
+    disk: DataDisk | None = None,
+    on_disk: ModelFiles | None = None,
 ) -> Iterator[PlanLine]:
-    """The plan's lines; `disk` is the data disk a resumed session has recorded."""
+    """The plan's lines; `disk` and `on_disk` are what a resumed session has recorded: the data
+    disk and the model files already downloaded and verified."""
     kube, hub, ssh = backends.kube, backends.hub, backends.ssh
     facts_holder: list[Any] = []
     model_total: list[int] = []
@@ -174,7 +179,14 @@ def survey(
                 "warn",
                 "choose a smaller quant (model.quant) or a node with more RAM",
             )
-    if model_total:
+    if on_disk is not None and on_disk.verified:
+        yield PlanLine(
+            "ETA",
+            f"nothing to download: {on_disk.files} files, {decimal_size(on_disk.total)}, are on "
+            "the disk and were verified (they are checked again); the build runs meanwhile",
+            "ok",
+        )
+    elif model_total:
         bandwidth = config.download.expected_bytes_per_s
         if config.download.max_bytes_per_s:
             bandwidth = min(bandwidth, config.download.max_bytes_per_s)

@@ -473,3 +473,14 @@ def test_what_still_runs_after_a_quit_names_the_real_download_not_a_dry_runs(
     assert still_running(state, config, dry_run=True) == []  # its pods were deleted on close
     (dry,) = goes_on_after(["download.fetch"], [], config, dry_run=True)
     assert "stops with the dry run" in dry and "goes on" not in dry
+
+
+def test_the_plan_after_a_finished_download_has_nothing_to_download(tmp_path: Path) -> None:
+    before = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
+    assert "download about" in before.stdout and "nothing to download" not in before.stdout
+    done = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)])
+    assert done.returncode == 0, done.stderr
+    after = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
+    assert after.returncode == 0, after.stderr
+    eta = next(line for line in after.stdout.splitlines() if "ETA" in line)
+    assert "nothing to download: 14 files, 404.4 GB" in eta and "download about" not in eta
