@@ -823,6 +823,8 @@ class LeviathanApp(App[int]):
         question = message.question
         self._showing_question = True
         self.step_list.set_status(question.step_id, "waiting")
+        if not self.phase_pinned:  # the pane behind the dialog is the asking step's
+            self.show_phase(self.phase_of.get(question.step_id, ""))
 
         def done(value: str | None) -> None:
             self._showing_question = False

@@ -130,6 +130,7 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
             await answer(app, pilot, app.screen, "")
             await pilot.pause(0.05)
         device = app.screen
+        assert app.phase_switcher.current == "pane-storage"  # the asking step's pane behind it
         device.query_one("#devices").move_cursor(row=1)
         await pilot.press("enter")
         confirm = await wait_for(app, pilot, ConfirmFormatScreen)
