@@ -347,7 +347,7 @@ class LeviathanApp(App[int]):
 
     def _after_resume(self, choice: str | None) -> None:
         if choice == "quit":
-            self.exit(0)
+            self._leave_before_start()
             return
         if choice == "start-over":
             self.state.reset()
@@ -415,9 +415,13 @@ class LeviathanApp(App[int]):
         if choice == "start":
             self.start_engine()
             return
+        self._leave_before_start()
+
+    def _leave_before_start(self) -> None:
+        """Quit from the plan or the resume dialog: a run stopped midway is not done (130)."""
         self.state.flush()
         unfinished = any(status == "interrupted" for status in self.step_list.statuses.values())
-        self.exit(EXIT_INTERRUPTED if unfinished else 0)  # a run stopped midway is not done
+        self.exit(EXIT_INTERRUPTED if unfinished else 0)
 
     # --- engine -----------------------------------------------------------------------------
 
@@ -428,6 +432,7 @@ class LeviathanApp(App[int]):
         self.going_back = False
         self.engine = self._runner(self.steps)
         self.engine_running = True
+        self.refresh_bindings()
         self.run_engine()
 
     @work(thread=True, exit_on_error=False, name="engine")
@@ -445,6 +450,7 @@ class LeviathanApp(App[int]):
 
         self.engine = self._runner([VerifyAgainStep()])
         self.engine_running = True
+        self.refresh_bindings()
         self.show_phase("download")
         self.run_engine()
 
@@ -625,6 +631,7 @@ class LeviathanApp(App[int]):
                 emit=self._emit,
             )
             self.engine_running = True
+            self.refresh_bindings()
             self._fallback_only = list(fallback.only)
             self.run_fallback()
 
@@ -679,6 +686,8 @@ class LeviathanApp(App[int]):
             return False
         if action == "answer_pending":  # offered while a question waits, put aside or queued
             return bool(self._deferred or self._questions)
+        if action == "verify_again":  # offered once the steps have stopped
+            return not self.engine_running
         return True
 
     def action_log(self, name: str) -> None:

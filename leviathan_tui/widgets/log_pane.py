@@ -150,7 +150,9 @@ class LogPane(Vertical):
         self._repaint()
 
     def action_all_steps(self) -> None:
+        """Every step's lines again: the step filter and the search are cleared."""
         self.step = ""
+        self.search = ""
         self._repaint()
 
     def action_toggle_follow(self) -> None:

@@ -238,6 +238,25 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
         await pilot.press("q")
 
 
+async def test_esc_on_the_resume_dialog_of_an_interrupted_session_exits_130(
+    tmp_path: Path,
+) -> None:
+    from leviathan_tui.state import State
+
+    st = State.load(tmp_path)
+    st.set_status("preflight.node", "done", summary="ok")
+    st.set_status("storage.probe", "running")  # a killed run left it so
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(app, pilot, ResumeScreen)
+        await pilot.press("escape")
+        for _ in range(100):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130  # as q on the plan of the same session
+
+
 @SIZES
 async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size) -> None:
     app = make_app(tmp_path, speed=1.0)
@@ -256,6 +275,7 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
         assert visible(quit_screen, "#stop") and app.focused.id == "stay"
         await pilot.press("enter")  # Enter stays
         assert not isinstance(app.screen, QuitScreen) and app.engine_running
+        assert not app.check_action("verify_again", ())  # not offered while the steps run
         stop = size == SMALL
         if stop:  # the palette's Quit asks too, then "Stop it and quit"
             await pilot.press("ctrl+p", *"Quit")
@@ -343,6 +363,11 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         path = pane.save()
         first = path.read_text().splitlines()[0].split("\t")
         assert first[0][:2] == "20" and "T" in first[0] and first[1]  # timestamp, step id
+        app.step_list.focus()
+        await pilot.press("x")  # every step's lines again: the search is cleared too
+        await pilot.pause(0.1)
+        assert pane.search == "" and pane.step == ""
+        assert app.check_action("verify_again", ())  # nothing runs: `v` is offered
         await pilot.press("q")
 
 
