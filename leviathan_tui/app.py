@@ -455,24 +455,7 @@ class LeviathanApp(App[int]):
         self.run_engine()
 
     def on_engine_event(self, message: EngineEvent) -> None:
-        from leviathan_tui.events import (
-            Explanation,
-            FileProgress,
-            FilesPlanned,
-            HealthAttempt,
-            LogLine,
-            Notice,
-            PodState,
-            Progress,
-            QuestionAsked,
-            RunFinished,
-            StepBlocked,
-            StepDone,
-            StepFailed,
-            StepInterrupted,
-            StepSkipped,
-            StepStarted,
-        )
+        from leviathan_tui import events as ev  # after the first paint: see _mount_main
 
         event = message.event
         panel = getattr(self, "download_panel", None)
@@ -484,20 +467,20 @@ class LeviathanApp(App[int]):
         source = event.step_id or "leviathan"
         phase = self.phase_of.get(event.step_id, "")
         match event:
-            case StepStarted():
+            case ev.StepStarted():
                 steps.set_status(event.step_id, "running")
                 if not self.phase_pinned:
                     self.show_phase(phase)
                 log.add(source, f"started: {event.title}")
-            case StepDone():
+            case ev.StepDone():
                 steps.set_status(event.step_id, "done")
                 log.add(source, f"done: {event.summary}")
                 self._refresh_records()
-            case StepSkipped():
+            case ev.StepSkipped():
                 steps.set_status(event.step_id, "skipped")
                 log.add(source, f"skipped, already done: {event.reason}")
                 self._refresh_records()
-            case StepFailed():
+            case ev.StepFailed():
                 steps.set_status(event.step_id, "failed")
                 text = f"✘ {event.error}" + (f"\n→ {event.hint}" if event.hint else "")
                 if phase == "build":
@@ -512,34 +495,34 @@ class LeviathanApp(App[int]):
                 if event.hint:
                     log.add(source, f"fix: {event.hint}", "warn")
                 self.notify(f"{event.step_id} failed: {event.error}", severity="error", timeout=10)
-            case StepBlocked():
+            case ev.StepBlocked():
                 steps.set_status(event.step_id, "blocked")
-            case StepInterrupted():
+            case ev.StepInterrupted():
                 steps.set_status(event.step_id, "interrupted")
-            case LogLine():
+            case ev.LogLine():
                 log.add(source, event.line, event.level)
-            case PodState():
+            case ev.PodState():
                 self.panels["deploy-pod"].update(
                     f"pod {event.pod}: {event.phase} {event.reason}".strip()
                     + (f" (restarts {event.restarts})" if event.restarts else "")
                     + (f" — {event.message}" if event.message else "")
                 )
-            case Explanation():
+            case ev.Explanation():
                 log.add(source, f"why: {event.cause} — fix: {event.fix}", "warn")
                 target = "build-hint" if phase == "build" else "deploy-why"
                 self.panels[target].update(f"why: {event.cause}\nfix: {event.fix}")
-            case HealthAttempt():
+            case ev.HealthAttempt():
                 self.panels["deploy-health"].update(
                     f"health: {event.text} ({event.elapsed_s:.0f} of {event.timeout_s:.0f} s)"
                 )
-            case FilesPlanned():
+            case ev.FilesPlanned():
                 self.download_step = event.step_id
                 self.download_panel.plan(event.files)
-            case FileProgress():
+            case ev.FileProgress():
                 self.download_panel.file(
                     event.file, event.done, event.total, event.state, event.note
                 )
-            case Progress():
+            case ev.Progress():
                 if event.step_id == self.download_step and event.unit == "B":
                     self.download_panel.overall(event.done, event.total)
                 elif phase == "build":
@@ -547,9 +530,9 @@ class LeviathanApp(App[int]):
                     self.panels["build-progress"].update(
                         f"{event.unit} {event.done:.0f}{total}: {event.note}"
                     )
-            case QuestionAsked():
+            case ev.QuestionAsked():
                 steps.set_status(event.step_id, "waiting")
-            case Notice():
+            case ev.Notice():
                 self.notices[event.title] = event.body
                 log.add(
                     source,
@@ -558,7 +541,7 @@ class LeviathanApp(App[int]):
                 )
                 for line in event.body.splitlines():
                     log.add(source, "  " + line)
-            case RunFinished():
+            case ev.RunFinished():
                 self._run_finished(event)
 
     def _run_finished(self, event: RunFinished) -> None:

@@ -255,17 +255,18 @@ def exit_line(
     return f"leviathan: {done} of {len(steps)} steps done{goes_on}; resume with: {command}"
 
 
-def recorded(directory: Path, record_type: Any) -> Any:
-    """The record a saved session holds (the data disk, the model files), read without changing
-    anything; else None."""
+def recorded(directory: Path, *record_types: Any) -> list[Any]:
+    """The records a saved session holds (the data disk, the model files), each None when
+    absent; read once, without changing anything."""
     from leviathan_tui.state import STATE_FILE, State
 
     if not (directory / STATE_FILE).is_file():
-        return None
+        return [None] * len(record_types)
     try:
-        return State.load(directory, read_only=True).get(record_type)
+        state = State.load(directory, read_only=True)
     except LeviathanError:
-        return None
+        return [None] * len(record_types)
+    return [state.get(record_type) for record_type in record_types]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -294,8 +295,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         from leviathan_tui.records import DataDisk, ModelFiles
 
-        directory = state_dir(args)
-        disk, files = recorded(directory, DataDisk), recorded(directory, ModelFiles)
+        disk, files = recorded(state_dir(args), DataDisk, ModelFiles)
         for line in survey(config, backends, args.dry_run, disk, files):
             print(f"{marks[line.level]:<3}{line.topic:<11} {line.text}")
             if line.fix:

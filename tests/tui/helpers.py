@@ -72,6 +72,18 @@ async def walk(
     return seen
 
 
+async def answer_until_downloading(app: LeviathanApp, pilot, device: str = "/dev/nvme1n1") -> None:
+    """Start from the plan and answer every question until the download runs, on the main screen."""
+    await wait_for(app, pilot, PlanScreen)
+    for _ in range(1200):
+        await answer(app, pilot, app.screen, device)
+        await pilot.pause(0.05)
+        on_main = app.screen is app.screen_stack[0] and not app._questions
+        if on_main and app.step_list.status("download.fetch") == "running":
+            return
+    raise AssertionError("the download never started")
+
+
 async def answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None:
     """One operator's answer to the screen shown; nothing while it is still composing."""
     try:

@@ -17,7 +17,16 @@ from leviathan_tui.screens.question import QuestionScreen
 from leviathan_tui.screens.quit import QuitScreen
 from leviathan_tui.screens.resume import ResumeScreen
 from leviathan_tui.screens.summary import SummaryScreen
-from tests.tui.helpers import LARGE, SMALL, answer, make_app, wait_for, wait_for_main, walk
+from tests.tui.helpers import (
+    LARGE,
+    SMALL,
+    answer,
+    answer_until_downloading,
+    make_app,
+    wait_for,
+    wait_for_main,
+    walk,
+)
 
 SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 
@@ -261,13 +270,7 @@ async def test_esc_on_the_resume_dialog_of_an_interrupted_session_exits_130(
 async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size) -> None:
     app = make_app(tmp_path, speed=1.0)
     async with app.run_test(size=size) as pilot:
-        await wait_for(app, pilot, PlanScreen)
-        for _ in range(1200):
-            await answer(app, pilot, app.screen, "/dev/nvme1n1")
-            await pilot.pause(0.05)
-            on_main = app.screen is app.screen_stack[0] and not app._questions
-            if on_main and app.step_list.status("download.fetch") == "running":
-                break
+        await answer_until_downloading(app, pilot)
         await pilot.press("ctrl+q")  # like q: asks first
         quit_screen = await wait_for(app, pilot, QuitScreen)
         text = str(quit_screen.query_one("#quit-running").render())
@@ -307,13 +310,7 @@ async def test_a_quit_dialog_open_when_the_run_ends_closes_and_q_then_quits(
 ) -> None:
     app = make_app(tmp_path, speed=1.0)
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(app, pilot, PlanScreen)
-        for _ in range(1200):
-            await answer(app, pilot, app.screen, "/dev/nvme1n1")
-            await pilot.pause(0.05)
-            on_main = app.screen is app.screen_stack[0] and not app._questions
-            if on_main and app.step_list.status("download.fetch") == "running":
-                break
+        await answer_until_downloading(app, pilot)
         await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
         app.engine.cancel()  # the run ends while the dialog says it keeps running
