@@ -2,8 +2,8 @@
 and the dry-run build host alike (which runs these very scripts in its own directory).
 
 A job lives in a directory: `<name>.sh` runs the command with output in `<name>.log`, its PID in
-`<name>.pid`, and, when it ends, its exit code in `<name>.exit` (written by rename, so a reader
-never sees half a number).
+`<name>.pid`, and, when it ends, its exit code in `<name>.exit`. Both files are written by rename, so a
+reader never sees an empty or half-written number.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def job_script(name: str, command: str) -> str:
     return (
         "#!/bin/sh\n"
         'cd "$(dirname "$0")"\n'
-        f"echo $$ > {name}.pid\n"
+        f"echo $$ > {name}.pid.tmp && mv {name}.pid.tmp {name}.pid\n"
         f"rm -f {name}.exit\n"
         f"( {command} ) > {name}.log 2>&1\n"
         f"echo $? > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit\n"
@@ -32,17 +32,23 @@ def start_command(directory: str, name: str) -> str:
     d = shlex.quote(directory)
     return (
         f"cd {d} && rm -f {name}.exit && if [ -f {name}.log ]; then mv {name}.log {name}.log.prev; fi && "
-        f"{{ setsid nohup sh {name}.sh > /dev/null 2>&1 < /dev/null & echo $! > {name}.pid; }} && echo started"
+        f"{{ setsid nohup sh {name}.sh > /dev/null 2>&1 < /dev/null & "
+        f"echo $! > {name}.start.pid && mv {name}.start.pid {name}.pid; }} && echo started"
     )
 
 
 def status_command(directory: str, name: str) -> str:
-    """Prints `done CODE`, `running` or `absent`."""
+    """Prints `done CODE`, `running` or `absent`.
+
+    The exit file is looked for again once the process is found gone: a job that ends between the
+    first look and the liveness check has written its code by then, and is done, not absent."""
     d = shlex.quote(directory)
+    done = f"[ -f {name}.exit ] && echo done $(cat {name}.exit)"
     return (
         f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
-        f"if [ -f {name}.exit ]; then echo done $(cat {name}.exit); "
+        f"if {done}; then :; "
         f"elif [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then echo running; "
+        f"elif {done}; then :; "
         f"else echo absent; fi"
     )
 
