@@ -32,6 +32,7 @@ from leviathan_tui.render.dockerfile import (
     push_command,
     remote_dir,
 )
+from leviathan_tui.render.remote_job import STOPPED_EXIT
 from leviathan_tui.render.talos import talos_registry_patch
 from leviathan_tui.runner import Step, StepContext
 
@@ -218,8 +219,9 @@ class BuildImageStep(Step):
                 ctx.log(f"build {bid} is still running on the build host: reattaching to its log")
             else:
                 if state == "done":
+                    ended = "was stopped" if code == STOPPED_EXIT else "failed"
                     ctx.log(
-                        f"the previous build {bid} failed (exit {code}); starting it again", "warn"
+                        f"the previous build {bid} {ended} (exit {code}); starting it again", "warn"
                     )
                 ctx.log(f"uploading {DOCKERFILE_NAME} to {directory} and starting: {command}")
                 job.start(command, context_files(ctx.config))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shlex
 
+STOPPED_EXIT = 143  # what a shell reports for SIGTERM, and what a stop records
+
 
 def job_script(name: str, command: str) -> str:
     return (
@@ -54,12 +56,14 @@ def status_command(directory: str, name: str) -> str:
 
 
 def stop_command(directory: str, name: str) -> str:
-    """Stops a running job (its whole process group) and records exit 143."""
+    """Stops a running job (its whole process group) and records exit 143. A job that has its exit
+    code already is not stopped again, though its processes may take a moment to go."""
     d = shlex.quote(directory)
     return (
         f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
-        f"if [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then "
+        f"if [ -f {name}.exit ]; then echo absent; "
+        f"elif [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then "
         f"kill -TERM -- -$(cat {name}.pid) 2>/dev/null || kill -TERM $(cat {name}.pid); "
-        f"echo 143 > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit; echo stopped; "
+        f"echo {STOPPED_EXIT} > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit; echo stopped; "
         f"else echo absent; fi"
     )

@@ -17,6 +17,7 @@ from leviathan_tui.config import Config
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases.build import BuildImageStep, PushImageStep
+from leviathan_tui.phases.stop import stop_work
 from leviathan_tui.records import Gpu, ImageRef, NodeDisks, NodeFacts
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.runner import Runner
@@ -234,6 +235,31 @@ def test_wizard_killed_mid_build_reattaches_on_resume(host, tmp_path: Path) -> N
     assert again.go() == EXIT_OK, again.failures()
     assert builds(shim) == before + 1
     assert any("reattaching" in line or "already finished" in line for line in again.log())
+
+
+def test_a_stopped_build_is_stopped_once_and_started_again_on_resume(host, tmp_path: Path) -> None:
+    sshd, registry, shim = host
+    before = builds(shim)
+    config = make_config(tmp_path, sshd, registry, tag="stopped")
+    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(run.go()))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while builds(shim) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.engine.cancel()
+    thread.join(60)
+    assert result == [130] and builds(shim) == before + 1
+    backends = real_backends(config)
+    first = stop_work(config, backends, run.state, lambda line: None)
+    second = stop_work(config, backends, run.state, lambda line: None)
+    assert first == ["stopped the build on 127.0.0.1"]
+    assert second == []
+    again = Run(tmp_path, config, {})
+    assert again.go() == EXIT_OK, again.failures()
+    assert builds(shim) == before + 2
+    assert any("was stopped (exit 143); starting it again" in line for line in again.log())
 
 
 def test_changed_host_key_is_refused_even_with_an_answer(host, tmp_path: Path) -> None:

@@ -55,3 +55,4 @@ def test_a_stopped_job_is_done_with_143_and_keeps_its_log(tmp_path: Path) -> Non
     assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "stopped"
     assert wait_status(tmp_path) == ["done", "143"]
     assert (tmp_path / "job.log").read_text() == "building\n"
+    assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "absent"
