@@ -685,6 +685,20 @@ class LeviathanApp(App[int]):
         else:
             self.action_show_help_panel()
 
+    def deliver_screenshot(
+        self, filename: str | None = None, path: str | None = None, time_format: str | None = None
+    ) -> str | None:
+        """Screenshots go where the saved logs go, not to a Downloads folder a server may lack."""
+        directory = Path(path) if path else self.directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            self.notify(
+                f"cannot create {directory}: {err.strerror}", title="Screenshot", severity="error"
+            )
+            return None
+        return super().deliver_screenshot(filename, str(directory), time_format)
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
         for command in super().get_system_commands(screen):
             if command.title != "Quit":  # Textual's own quits at once, past the quit dialog

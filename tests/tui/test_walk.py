@@ -477,3 +477,30 @@ async def test_wrapped_log_lines_fit_the_pane_at_80x24_and_follow_a_resize(
         await pilot.pause(0.3)
         widest, room = widths()
         assert widest <= room and widest > 78, (widest, room)  # wrapped again, wider
+
+
+async def test_the_palettes_screenshot_is_saved_beside_the_logs_without_a_downloads_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"  # a server account: no ~/Downloads
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    state_dir = tmp_path / "state"
+    app = make_app(state_dir)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        await pilot.press("ctrl+p", *"Screenshot")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        for _ in range(100):
+            if list(state_dir.glob("*.svg")):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        notices = [n.message for n in app._notifications]
+        await pilot.press("q")
+    shots = list(state_dir.glob("*.svg"))
+    assert len(shots) == 1 and "<svg" in shots[0].read_text()
+    assert any(str(shots[0]) in message for message in notices), notices
+    assert not (home / "Downloads").exists()
