@@ -31,28 +31,39 @@ from leviathan_tui.state import atomic_write
 REPLAY_VERSION = 1
 
 
-def _check_answer(path: Path, key: Any, value: Any) -> None:
+def _answer_problem(key: Any, value: Any) -> tuple[str, str] | None:
+    """What is wrong with one answer, and its fix ("" for none); None when it is good."""
     if not isinstance(key, str):
-        raise UsageError(f"{path}: answers: question ids are text, got {key!r}")
+        return f"answers: question ids are text, got {key!r}", ""
     spec = QUESTIONS.get(key)
     if spec is None:
         near = difflib.get_close_matches(key, QUESTIONS, n=1)
         hint = f"did you mean {near[0]}?" if near else f"question ids are: {', '.join(QUESTIONS)}"
-        raise UsageError(f"{path}: answers.{key}: no such question", hint)
+        return f"answers.{key}: no such question", hint
     if spec.secret:
-        raise UsageError(
-            f"{path}: answers.{key}: a secret does not belong in a replay file", SECRET_SOURCES
-        )
+        return f"answers.{key}: a secret does not belong in a replay file", SECRET_SOURCES
     if spec.value == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{path}: answers.{key}: must be a whole number, got {value!r}")
-        return
+            return f"answers.{key}: must be a whole number, got {value!r}", ""
+        return None
     if isinstance(value, bool) or value is None or not isinstance(value, str | int):
-        raise UsageError(
-            f"{path}: answers.{key}: must be text, got {type(value).__name__} {value!r}"
-        )
+        return f"answers.{key}: must be text, got {type(value).__name__} {value!r}", ""
     if spec.shape and not re.fullmatch(spec.shape, str(value)):
-        raise UsageError(f"{path}: answers.{key}: must be {spec.shape_hint}, got {value!r}")
+        return f"answers.{key}: must be {spec.shape_hint}, got {value!r}", ""
+    return None
+
+
+def _check_answers(path: Path, answers: dict[Any, Any]) -> None:
+    """Every wrong answer at once, so one edit of the file fixes them all."""
+    problems = [p for p in (_answer_problem(k, v) for k, v in answers.items()) if p]
+    if len(problems) == 1:
+        message, hint = problems[0]
+        raise UsageError(f"{path}: {message}", hint)
+    if problems:
+        lines = [f"{path}: {len(problems)} answers are wrong"]
+        for message, hint in problems:
+            lines.append(f"  {message}" + (f" ({hint})" if hint else ""))
+        raise UsageError("\n".join(lines))
 
 
 @dataclass
@@ -91,8 +102,7 @@ class ReplayFile:
         answers = data.get("answers") or {}
         if not isinstance(answers, dict):
             raise UsageError(f"{path}: answers: must be a mapping of question id to answer")
-        for key, value in answers.items():
-            _check_answer(path, key, value)
+        _check_answers(path, answers)
         return cls(path, config, {str(k): v for k, v in answers.items()})
 
     def dump(self) -> str:

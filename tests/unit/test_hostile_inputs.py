@@ -507,3 +507,17 @@ def test_an_empty_directory_argument_is_refused_not_taken_as_here(args: list[str
     result = run(["--dry-run"] + args if args[0] == "--state-dir" else args)
     assert result.returncode == 2 and "empty path" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_wrong_answer_in_a_replay_file_is_named_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "version: 1\nanswers:\n  storage.devcie: /dev/nvme1n1\n  ssh.passphrase: hunter2\n"
+        "  storage.device: [1, 2]\n  storage.confirm_format: nvme1n1\n"
+    )
+    err = clean(run(["--dry-run", "--replay", str(path), "--state-dir", str(tmp_path / "s")]), 2)
+    assert f"{path}: 3 answers are wrong" in err
+    assert "answers.storage.devcie: no such question (did you mean storage.device?)" in err
+    assert "answers.ssh.passphrase: a secret" in err and "ssh-agent" in err
+    assert "answers.storage.device: must be text" in err
+    assert "hunter2" not in err and "storage.confirm_format" not in err
