@@ -469,8 +469,8 @@ class LeviathanApp(App[int]):
         match event:
             case ev.StepStarted():
                 steps.set_status(event.step_id, "running")
-                if not self.phase_pinned:
-                    self.show_phase(phase)
+                if not self.phase_pinned and not self._showing_question:
+                    self.show_phase(phase)  # behind a question stays the asking step's pane
                 log.add(source, f"started: {event.title}")
             case ev.StepDone():
                 steps.set_status(event.step_id, "done")

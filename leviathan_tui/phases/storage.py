@@ -218,12 +218,14 @@ class FormatStep(Step):
             ctx.log(f"the recorded data disk: {recorded.identity()}")
             allow_foreign = self._confirm(ctx, dev)  # Esc here stops the run: the disk is fixed
         else:
+            last_highlighted = None
             while True:
-                dev = self._choose(ctx, devices)
+                dev = self._choose(ctx, devices, last_highlighted)
                 try:
                     allow_foreign = self._confirm(ctx, dev)
                 except GoBack:
                     ctx.log(f"back to the disk list: {dev.path} not chosen, nothing formatted")
+                    last_highlighted = dev.path  # the cursor stays there; Enter is still needed
                     continue
                 break
             recorded = DataDisk(
@@ -280,11 +282,15 @@ class FormatStep(Step):
             return True
         return False
 
-    def _choose(self, ctx: StepContext, devices: dict[str, BlockDevice]) -> BlockDevice:
+    def _choose(
+        self, ctx: StepContext, devices: dict[str, BlockDevice], highlight: str | None = None
+    ) -> BlockDevice:
         plan = ctx.get(ModelPlan)
         need = needed_bytes(ctx, plan)
         label, mountpoint = ctx.config.storage.label, ctx.config.storage.pod_mount
         choices = [device_choice(d, label, mountpoint, need) for d in devices.values()]
+        if highlight is not None:
+            choices = [dataclasses.replace(c, preselect=c.value == highlight) for c in choices]
         size_note = f" The model needs {decimal_size(need)} with margin." if need else ""
         question = Question(
             Q_DEVICE,

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from leviathan_tui.app import EngineEvent
+from leviathan_tui.events import StepStarted
 from leviathan_tui.records import DataDisk
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
@@ -138,7 +140,7 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         while not isinstance(app.screen, DeviceScreen):
             await answer(app, pilot, app.screen, "")
             await pilot.pause(0.05)
-        device = app.screen
+        device = await wait_for(app, pilot, DeviceScreen)
         assert app.phase_switcher.current == "pane-storage"  # the asking step's pane behind it
         device.query_one("#devices").move_cursor(row=1)
         await pilot.press("enter")
@@ -504,3 +506,30 @@ async def test_the_palettes_screenshot_is_saved_beside_the_logs_without_a_downlo
     assert len(shots) == 1 and "<svg" in shots[0].read_text()
     assert any(str(shots[0]) in message for message in notices), notices
     assert not (home / "Downloads").exists()
+
+
+async def test_back_from_the_confirmation_keeps_the_disk_highlighted_and_its_pane_behind(
+    tmp_path: Path,
+) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=LARGE) as pilot:
+        await wait_for(app, pilot, PlanScreen)
+        while not isinstance(app.screen, DeviceScreen):
+            await answer(app, pilot, app.screen, "")
+            await pilot.pause(0.05)
+        first = await wait_for(app, pilot, DeviceScreen)
+        await pilot.pause(0.1)
+        first.query_one("#devices").move_cursor(row=2)  # nvme2n1, not the first usable one
+        await pilot.press("enter")
+        await wait_for(app, pilot, ConfirmFormatScreen)
+        await pilot.press("escape")
+        device = await wait_for(app, pilot, DeviceScreen)  # asked again, with a new disk list
+        # a step of another phase starting meanwhile leaves the pane behind the question alone
+        app.post_message(EngineEvent(StepStarted("build.image", "Build the engine image")))
+        await pilot.pause(0.1)
+        assert app.phase_switcher.current == "pane-storage"
+        table = device.query_one("#devices")
+        assert table.cursor_row == 2
+        assert "nvme2n1" in str(app.screen.query_one("#device-why").render())
+        assert world(tmp_path)["formats"] == [] and app.state.get(DataDisk) is None
+        await pilot.press("q")
