@@ -372,21 +372,27 @@ class LeviathanApp(App[int]):
         ) + (" DRY RUN: a simulated node, Hub, build host and registry." if self.dry_run else "")
         self.plan_screen = PlanScreen(title)
         self.push_screen(self.plan_screen, self._when_main(self._after_plan))
-        if self.plan_lines:
+        if self.plan_lines:  # shown again (Back, Start over): the last read at once, then anew
             for line in self.plan_lines:
                 self.plan_screen.add_line(line)
             self.plan_screen.finished()
+            self.plan_screen.rereading = True
+            self.read_plan(self.plan_screen)
         elif self.configured:
-            self.read_plan()
-        else:
-            self._after_main.append(self.read_plan)  # once the configuration is read
+            self.read_plan(self.plan_screen)
+        else:  # once the configuration is read
+            self._after_main.append(lambda: self.read_plan(self.plan_screen))
 
     @work(thread=True, exit_on_error=False, name="plan")
-    def read_plan(self) -> None:
+    def read_plan(self, screen: PlanScreen) -> None:
+        """Read the plan into `screen`: line by line the first time; a new read replaces the
+        lines shown at once when it is complete."""
         from leviathan_tui.phases.plan_line import PlanLine
         from leviathan_tui.phases.survey import survey
         from leviathan_tui.records import DataDisk, ModelFiles
 
+        first = not screen.rereading
+        lines: list[PlanLine] = []
         try:
             for line in survey(
                 self.config,
@@ -395,19 +401,27 @@ class LeviathanApp(App[int]):
                 self.state.get(DataDisk),
                 self.state.get(ModelFiles),
             ):
-                self.plan_lines.append(line)
-                self.call_from_thread(self.plan_screen.add_line, line)
+                lines.append(line)
+                if first:
+                    self.call_from_thread(screen.add_line, line)
         except Exception as err:  # noqa: BLE001 - the plan says so; Start stays possible
             line = PlanLine("plan", f"could not be read completely: {err}", "error")
-            self.plan_lines.append(line)
-            self.call_from_thread(self.plan_screen.add_line, line)
-        self.call_from_thread(self._plan_read)
+            lines.append(line)
+            if first:
+                self.call_from_thread(screen.add_line, line)
+        self.call_from_thread(self._plan_read, screen, lines, first)
 
     def _preflight_text(self) -> str:
         return "\n".join(f"{line.topic}: {line.text}" for line in self.plan_lines)
 
-    def _plan_read(self) -> None:
-        self.plan_screen.finished()
+    def _plan_read(self, screen: PlanScreen, lines: list[Any], first: bool) -> None:
+        if screen is not self.plan_screen:
+            return  # the plan was left and shown again meanwhile: that read is the one that counts
+        self.plan_lines = lines
+        if first:
+            screen.finished()
+        else:
+            screen.reread(lines)
         if self.main_ready:  # else it is mounted with this text
             self.panels["preflight-info"].update(self._preflight_text())
 

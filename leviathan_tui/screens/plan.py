@@ -36,6 +36,7 @@ class PlanScreen(Screen[str]):
         self.plan_title = title
         self.lines: list[PlanLine] = []
         self.complete = False
+        self.rereading = False  # the lines shown are from the last read; a new one is under way
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -63,6 +64,12 @@ class PlanScreen(Screen[str]):
         self.complete = True
         self._paint()
 
+    def reread(self, lines: list[PlanLine]) -> None:
+        """The lines of a new read replace the ones shown."""
+        self.lines = list(lines)
+        self.rereading = False
+        self._paint()
+
     def _paint(self) -> None:
         if not self.query("#plan-lines"):
             return  # not composed yet: on_mount paints what arrived before
@@ -83,6 +90,10 @@ class PlanScreen(Screen[str]):
             topic = line.topic
         if not self.complete:
             table.add_row("", "", Text("… reading", style="dim italic"))
+        elif self.rereading:
+            table.add_row(
+                "", "", Text("… reading again: these lines are from before", style="dim italic")
+            )
         elif any(line.level == "error" for line in self.lines):
             table.add_row(
                 "",

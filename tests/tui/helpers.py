@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.css.query import NoMatches
 from textual.screen import Screen
@@ -36,6 +38,16 @@ def make_app(
         dry_run=True,
         resume_command=f"leviathan --dry-run --state-dir {directory.parent}",
     )
+
+
+def shown_text(widget: Static, width: int = 200) -> str:
+    """The text a Static shows, whether it holds a string or a Rich renderable (a table)."""
+    content = widget.content
+    if isinstance(content, str):
+        return content
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(content)
+    return console.export_text()
 
 
 async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) -> Screen:
