@@ -388,6 +388,7 @@ class LeviathanApp(App[int]):
         """Read the plan into `screen`: line by line the first time; a new read replaces the
         lines shown at once when it is complete."""
         from leviathan_tui.phases.plan_line import PlanLine
+        from leviathan_tui.phases.stop import still_running
         from leviathan_tui.phases.survey import survey
         from leviathan_tui.records import DataDisk, ModelFiles
 
@@ -401,6 +402,13 @@ class LeviathanApp(App[int]):
                 self.state.get(DataDisk),
                 self.state.get(ModelFiles),
             ):
+                lines.append(line)
+                if first:
+                    self.call_from_thread(screen.add_line, line)
+            for item in still_running(self.state, self.config, self.dry_run):
+                line = PlanLine(
+                    "left running", f"{item} may still be running; Start reattaches to it"
+                )
                 lines.append(line)
                 if first:
                     self.call_from_thread(screen.add_line, line)

@@ -540,3 +540,26 @@ async def test_back_from_the_confirmation_keeps_the_disk_highlighted_and_its_pan
         assert "nvme2n1" in str(app.screen.query_one("#device-why").render())
         assert world(tmp_path)["formats"] == [] and app.state.get(DataDisk) is None
         await pilot.press("q")
+
+
+async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_path: Path) -> None:
+    from leviathan_tui.records import BuildJob
+    from leviathan_tui.state import State
+
+    st = State.load(tmp_path)
+    st.publish("build.image", BuildJob("b-1", "/var/tmp/leviathan-build/b-1"))
+    st.set_status("build.image", "interrupted")
+    st.flush()
+    app = make_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for(app, pilot, ResumeScreen)
+        await pilot.press("enter")  # Resume
+        plan = await wait_for(app, pilot, PlanScreen)
+        for _ in range(200):
+            if plan.complete:
+                break
+            await pilot.pause(0.05)
+        painted = shown_text(plan.query_one("#plan-lines"))
+        assert "the image build on" in painted and "/var/tmp/leviathan-build/b-1" in painted
+        assert "may still be running; Start reattaches to it" in painted
+        await pilot.press("q")
