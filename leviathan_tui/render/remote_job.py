@@ -56,14 +56,18 @@ def status_command(directory: str, name: str) -> str:
 
 
 def stop_command(directory: str, name: str) -> str:
-    """Stops a running job (its whole process group) and records exit 143. A job that has its exit
-    code already is not stopped again, though its processes may take a moment to go."""
+    """Stops a running job and records exit 143. The job leads its own process group (setsid),
+    so the whole group is signalled: TERM, up to 5 s to go, then KILL. `kill -TERM -PGID`, not
+    `kill -TERM -- -PGID`: dash, Debian's sh, refuses the `--`. A job that has its exit code
+    already is not stopped again."""
     d = shlex.quote(directory)
     return (
         f"cd {d} 2>/dev/null || {{ echo absent; exit 0; }}; "
         f"if [ -f {name}.exit ]; then echo absent; "
         f"elif [ -f {name}.pid ] && kill -0 $(cat {name}.pid) 2>/dev/null; then "
-        f"kill -TERM -- -$(cat {name}.pid) 2>/dev/null || kill -TERM $(cat {name}.pid); "
+        f"group=$(cat {name}.pid); kill -TERM -$group 2>/dev/null || kill -TERM $group; "
+        f"tries=0; while kill -0 -$group 2>/dev/null && [ $tries -lt 50 ]; do "
+        f"sleep 0.1; tries=$((tries + 1)); done; kill -KILL -$group 2>/dev/null; "
         f"echo {STOPPED_EXIT} > {name}.exit.tmp && mv {name}.exit.tmp {name}.exit; echo stopped; "
         f"else echo absent; fi"
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 from leviathan_tui.render.remote_job import job_script, start_command, status_command, stop_command
@@ -49,10 +51,23 @@ def test_short_jobs_polled_at_once_are_never_seen_absent(tmp_path: Path) -> None
     assert seen == [["done", str(i % 4)] for i in range(40)]
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_stopped_job_is_done_with_143_and_keeps_its_log(tmp_path: Path) -> None:
-    start(tmp_path, "echo building; sleep 30")
+    start(tmp_path, "echo building; sleep 30; echo built")
+    pgid = int((tmp_path / "job.pid").read_text())
     assert sh(status_command(str(tmp_path), "job"), tmp_path).split() == ["running"]
     assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "stopped"
+    deadline = time.monotonic() + 5  # the shell's children too: the builder must not build on
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not group_alive(pgid)
     assert wait_status(tmp_path) == ["done", "143"]
     assert (tmp_path / "job.log").read_text() == "building\n"
     assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "absent"
