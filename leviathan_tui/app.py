@@ -585,11 +585,14 @@ class LeviathanApp(App[int]):
         for step_id, status in list(self.step_list.statuses.items()):
             if status in ("running", "waiting"):
                 self.step_list.set_status(step_id, "interrupted")
-        self.log_pane.add(
-            "leviathan",
-            f"{event.message} (exit {event.exit_code})",
-            "info" if event.exit_code == 0 else "error",
-        )
+        if self.going_back and not self.quitting:
+            self.log_pane.add("leviathan", "paused: back to the plan; Start goes on from here")
+        else:
+            self.log_pane.add(
+                "leviathan",
+                f"{event.message} (exit {event.exit_code})",
+                "info" if event.exit_code == 0 else "error",
+            )
         if self.quitting:
             self._finish_quit()
             return

@@ -143,6 +143,10 @@ class LogPane(Vertical):
         shown = [entry for entry in self.entries if self._visible(entry)]
         if shown:
             log.write(self._as_text(shown), scroll_end=self.follow)
+        elif self.entries:
+            log.write(
+                Text("no line matches what is chosen; x shows every line", style="dim italic")
+            )
         self._update_title()
 
     def show_step(self, step_id: str) -> None:
@@ -150,9 +154,10 @@ class LogPane(Vertical):
         self._repaint()
 
     def action_all_steps(self) -> None:
-        """Every step's lines again: the step filter and the search are cleared."""
+        """Every line again: the step filter, the search and "errors only" are cleared."""
         self.step = ""
         self.search = ""
+        self.errors_only = False
         self._repaint()
 
     def action_toggle_follow(self) -> None:

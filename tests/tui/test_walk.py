@@ -164,6 +164,12 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         assert "StepFailed:storage.format" not in app.events_seen
         await pilot.press("escape")  # and back to the plan
         plan = await wait_for(app, pilot, PlanScreen)
+        for _ in range(100):
+            if any("paused: back to the plan" in text for _, text, _ in app.log_pane.lines):
+                break
+            await pilot.pause(0.05)
+        assert any("paused: back to the plan" in text for _, text, _ in app.log_pane.lines)
+        assert not any("exit 130" in text for _, text, _ in app.log_pane.lines)  # not an error
         await pilot.pause(0.2)
         painted = shown_text(plan.query_one("#plan-lines"))
         assert "reading the cluster" not in painted  # the plan read before is shown again
@@ -366,13 +372,17 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         await pilot.pause(0.1)
         assert pane.search == "build.push"
         assert [e for e in pane.entries if pane._visible(e)]
+        pane.action_toggle_errors()  # errors only, within that search: nothing matches
+        await pilot.pause(0.1)
+        assert not [e for e in pane.entries if pane._visible(e)]
+        assert "no line matches" in "".join(s.text for s in pane.query_one("#log").lines)
         path = pane.save()
         first = path.read_text().splitlines()[0].split("\t")
         assert first[0][:2] == "20" and "T" in first[0] and first[1]  # timestamp, step id
         app.step_list.focus()
-        await pilot.press("x")  # every step's lines again: the search is cleared too
+        await pilot.press("x")  # every line again: the search and errors-only are cleared too
         await pilot.pause(0.1)
-        assert pane.search == "" and pane.step == ""
+        assert pane.search == "" and pane.step == "" and not pane.errors_only
         assert app.check_action("verify_again", ())  # nothing runs: `v` is offered
         await pilot.press("q")
 
