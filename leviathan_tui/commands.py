@@ -166,7 +166,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume_command=command,
         )
         config = loaded["config"] if "config" in loaded else load_settings(args)[0]  # quit early
-        print(exit_line(state, config, args.dry_run, command, stopped))
+        try:
+            print(exit_line(state, config, args.dry_run, command, stopped), flush=True)
+        except OSError:  # the terminal is gone (closed window, tmux kill): the session is saved
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, sys.stdout.fileno())
+            os.dup2(quiet, sys.stderr.fileno())
         return code
     finally:
         if "backends" in loaded:
@@ -400,7 +405,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from leviathan_tui.phases import all_steps
-    from leviathan_tui.state import STATE_FILE, State
+    from leviathan_tui.state import STATE_FILE, SessionLock, State
 
     directory = state_dir(args)
     if not (directory / STATE_FILE).exists():
@@ -419,10 +424,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     for notice in state.notices:
         sys.stderr.write(f"leviathan: {notice}\n")
     print(f"session in {directory} (started {state.created_at}, updated {state.updated_at})")
+    holder = SessionLock.held_by(directory)
+    if holder:
+        print(f"  a Leviathan (PID {holder}) is driving it now")
     for step in all_steps():
         rec = state.steps.get(step.id)
         status = rec.status if rec else "pending"
         detail = (rec.summary or rec.error or "") if rec else ""
+        if status == "running" and not holder:  # its run was killed before it could save
+            status, detail = "interrupted", "its run ended without saving; the next run resumes it"
         print(f"  {step.id:<22} {status:<11} {detail}")
     return 0
 

@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM, from the first instruction to the last: always exit 130 with the session
+"""SIGINT, SIGTERM and SIGHUP, from the first instruction to the last: always exit 130 with the session
 saved and no traceback.
 
 Before the steps start, a signal interrupts the main thread (KeyboardInterrupt, which `cli.main`
@@ -29,6 +29,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 def install() -> None:
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGHUP, _handler)  # the terminal closed (tmux kill, a dropped SSH)
 
 
 def counting() -> None:

@@ -176,6 +176,23 @@ class SessionLock:
             ) from None
         self._fd = fd
 
+    @staticmethod
+    def held_by(directory: Path) -> str | None:
+        """The PID of the Leviathan driving the session now, or None; reads, never takes the lock."""
+        try:
+            fd = os.open(directory / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return None
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

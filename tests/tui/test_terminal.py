@@ -4,9 +4,11 @@ read, and a bad configuration still ends the run with its message and exit 2."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -126,3 +128,20 @@ def test_a_bad_configuration_is_reported_after_the_tui_closes_exit_2(tmp_path: P
         assert "resume with" not in after  # no exit line for a run that never started
     finally:
         term.close()
+
+
+def test_a_closed_terminal_saves_the_session_with_no_step_left_running(tmp_path: Path) -> None:
+    state_dir = tmp_path / "s"
+    term = Terminal(["--dry-run", "--state-dir", str(state_dir)])
+    try:
+        assert term.read_until(b"needs 415.2 GB with margin"), term.text()[-2000:]
+        term.press(b"\r")  # Start: the steps run until the host key and disk questions
+        assert term.read_until(b"asks ("), term.text()[-2000:]
+        term.process.send_signal(signal.SIGHUP)  # what tmux kill-session or a dropped SSH sends
+        assert term.wait() == 130, term.text()[-2000:]
+        assert "Traceback" not in term.text()
+    finally:
+        term.close()
+    steps = json.loads((state_dir / "dry-run" / "state.json").read_text())["steps"]
+    assert steps and "running" not in {record["status"] for record in steps.values()}
+    assert "interrupted" in {record["status"] for record in steps.values()}

@@ -1,6 +1,7 @@
 """The CLI as an operator meets it: real child processes, real exit codes."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -484,3 +485,18 @@ def test_the_plan_after_a_finished_download_has_nothing_to_download(tmp_path: Pa
     assert after.returncode == 0, after.stderr
     eta = next(line for line in after.stdout.splitlines() if "ETA" in line)
     assert "nothing to download: 14 files, 404.4 GB" in eta and "download about" not in eta
+
+
+def test_status_calls_a_step_left_running_by_a_killed_run_interrupted(tmp_path: Path) -> None:
+    from leviathan_tui.state import SessionLock, State
+
+    state = State.load(tmp_path / "dry-run")
+    state.set_status("build.image", "running")
+    state.flush()
+    out = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
+    line = next(line for line in out.splitlines() if "build.image" in line)
+    assert "interrupted" in line and "ended without saving" in line
+    with SessionLock(tmp_path / "dry-run"):  # a live run holds the session: running is true
+        out = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
+    assert f"(PID {os.getpid()}) is driving it now" in out
+    assert "running" in next(line for line in out.splitlines() if "build.image" in line)
