@@ -326,12 +326,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     config, _ = load_settings(args)
     directory = state_dir(args)
     with SessionLock(directory):
-        state = State.load(directory, read_only=True)
+        state = State.load(directory)  # what was stopped is recorded: it no longer "may run"
         backends = make_backends(args, config, directory, None)
         try:
             done = stop_work(config, backends, state, lambda line: print(line))
         finally:
             backends.close()
+            state.flush()
     if not done:
         print("nothing was running")
     return 0

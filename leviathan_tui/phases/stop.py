@@ -22,17 +22,29 @@ HELPER_PODS = (
     "leviathan-host-check",
 )
 UNFINISHED = ("running", "interrupted")
+STOPPED = "stopped by leviathan stop; the next run starts it again"
+STEP_OF_POD = {FETCH_POD: "download.fetch"}
+
+
+def _left_running(state: State, step_id: str) -> bool:
+    record = state.steps.get(step_id)
+    return record is not None and record.status in UNFINISHED and record.error != STOPPED
+
+
+def _mark_stopped(state: State, step_id: str) -> None:
+    if _left_running(state, step_id):
+        state.set_status(step_id, "interrupted", error=STOPPED)
 
 
 def still_running(state: State, config: Config, dry_run: bool) -> list[str]:
     """What may still run on the node or the build host, from the saved session."""
     items = []
     # a dry run's pods are local processes, deleted when it closes; its build host's are not
-    if state.status("download.fetch") in UNFINISHED and not dry_run:
+    if _left_running(state, "download.fetch") and not dry_run:
         items.append(f"the download (pod {FETCH_POD} on {config.cluster.node_name})")
     job = state.get(BuildJob)
     for step, what in (("build.image", "image build"), ("build.push", "push")):
-        if state.status(step) in UNFINISHED and job is not None:
+        if _left_running(state, step) and job is not None:
             items.append(f"the {what} on {config.ssh.host} (in {job.remote_dir})")
     return items
 
@@ -65,6 +77,8 @@ def stop_work(config: Config, backends: Any, state: State, log: Any) -> list[str
         try:
             if backends.kube.get_pod(namespace, name) is not None:
                 backends.kube.delete_pod(namespace, name)
+                if name in STEP_OF_POD:
+                    _mark_stopped(state, STEP_OF_POD[name])
                 done.append(f"deleted pod {name}")
                 log(f"deleted pod {namespace}/{name}")
         except LeviathanError as err:
@@ -93,6 +107,7 @@ def stop_work(config: Config, backends: Any, state: State, log: Any) -> list[str
             for name in ("build", "push"):
                 code, out, err = session.run(stop_command(job.remote_dir, name))
                 if code == 0 and out.strip() == "stopped":
+                    _mark_stopped(state, "build.image" if name == "build" else "build.push")
                     done.append(f"stopped the {name} on {config.ssh.host}")
                     log(f"stopped the {name} in {job.remote_dir} on {config.ssh.host}")
         finally:

@@ -17,7 +17,7 @@ from leviathan_tui.config import Config
 from leviathan_tui.errors import EXIT_OK, EXIT_STEP_FAILED, EXIT_UNANSWERED
 from leviathan_tui.events import LogLine, StepFailed, StepSkipped
 from leviathan_tui.phases.build import BuildImageStep, PushImageStep
-from leviathan_tui.phases.stop import stop_work
+from leviathan_tui.phases.stop import still_running, stop_work
 from leviathan_tui.records import Gpu, ImageRef, NodeDisks, NodeFacts
 from leviathan_tui.replay import ReplayAnswerer, ReplayFile
 from leviathan_tui.runner import Runner
@@ -252,7 +252,9 @@ def test_a_stopped_build_is_stopped_once_and_started_again_on_resume(host, tmp_p
     thread.join(60)
     assert result == [130] and builds(shim) == before + 1
     backends = real_backends(config)
+    assert [item for item in still_running(run.state, config, False) if "image build" in item]
     first = stop_work(config, backends, run.state, lambda line: None)
+    assert still_running(run.state, config, False) == []  # stopped: no longer "may be running"
     second = stop_work(config, backends, run.state, lambda line: None)
     assert first == ["stopped the build on 127.0.0.1"]
     assert second == []
