@@ -215,7 +215,16 @@ def run_replay(
     code = run_headless(runner, events, only)
     if code == 0:
         return code
-    return headless_fallback(args, config, state, replay, events, directory, code)
+    code = headless_fallback(args, config, state, replay, events, directory, code)
+    if code != 0:
+        from leviathan_tui.phases.stop import still_running
+
+        running = still_running(state, config, args.dry_run)
+        if running:
+            sys.stderr.write(
+                f"leviathan: still running: {', '.join(running)}; `leviathan stop` stops it\n"
+            )
+    return code
 
 
 def resume_command(args: argparse.Namespace) -> str:

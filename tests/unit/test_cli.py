@@ -500,3 +500,23 @@ def test_status_calls_a_step_left_running_by_a_killed_run_interrupted(tmp_path: 
         out = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
     assert f"(PID {os.getpid()}) is driving it now" in out
     assert "running" in next(line for line in out.splitlines() if "build.image" in line)
+
+
+def test_a_headless_run_that_stops_names_the_build_left_running(tmp_path: Path) -> None:
+    from leviathan_tui.records import BuildJob
+    from leviathan_tui.state import State
+
+    state = State.load(tmp_path / "dry-run")  # an earlier run left the detached build going
+    state.publish("build.image", BuildJob("b-1", "leviathan-build/b-1"))
+    state.set_status("build.image", "interrupted")
+    state.flush()
+    replay = tmp_path / "r.yaml"
+    replay.write_text(REPLAY.read_text().replace("confirm_format: nvme1n1", "confirm_format: sda"))
+    result = run(
+        ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(replay)]
+        + ["--only", "preflight,storage"]
+    )
+    assert result.returncode == 3, result.stderr
+    assert "still running: the image build on" in result.stderr
+    assert "leviathan-build/b-1" in result.stderr and "`leviathan stop` stops it" in result.stderr
+    assert "Traceback" not in result.stderr
