@@ -86,6 +86,8 @@ class DownloadView:
         self.done: dict[str, int] = {}
         self.grand_total = plan.total
         self.resumed = 0
+        self.complete_files = 0  # verified on an earlier run, skipped now
+        self.partial = 0  # bytes of files partly downloaded on an earlier run
         self.announced = False
 
     def overall(self, note: str = "") -> None:
@@ -109,6 +111,7 @@ class DownloadView:
             on_disk = int(event.get("done") or event.get("offset") or 0)
             total = int(event.get("total") or 0)
             self.resumed += on_disk
+            self.partial += on_disk
             self.done[name] = on_disk
             ctx.file_progress(name, on_disk, total, "resuming")
             ctx.log(f"{name}: resuming from {decimal_size(on_disk)} of {decimal_size(total)}")
@@ -117,6 +120,7 @@ class DownloadView:
             self.done[name] = size
             if event.get("skipped"):
                 self.resumed += size
+                self.complete_files += 1
             ctx.file_progress(
                 name, size, size, "done", "verified" if event.get("verified") else "done"
             )
@@ -153,9 +157,18 @@ class DownloadView:
             ctx.log(
                 f"removed {event.get('files')} stale *.incomplete file(s) in {event.get('dir')}"
             )
-        if self.resumed and not self.announced and kind in ("progress", "file_done"):
+        # the agent reports the files complete from earlier and the partial ones before its
+        # first byte: announce then, with all of them counted
+        if self.resumed and not self.announced and kind == "progress":
             self.announced = True
-            ctx.log(f"resuming from {decimal_size(self.resumed)} already on the disk")
+            parts = []
+            if self.complete_files:
+                plural = "s" if self.complete_files != 1 else ""
+                parts.append(f"{self.complete_files} complete file{plural}")
+            if self.partial and self.complete_files:
+                parts.append(f"{decimal_size(self.partial)} of partly downloaded ones")
+            detail = f" ({', '.join(parts)})" if parts else ""
+            ctx.log(f"resuming from {decimal_size(self.resumed)} already on the disk{detail}")
 
 
 def _int(value: Any) -> int | None:

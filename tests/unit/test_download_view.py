@@ -1,0 +1,37 @@
+"""The download step's reading of the fetch agent's events (leviathan_tui/phases/download.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from leviathan_tui.phases.download import DownloadView
+
+GB = 10**9
+
+
+class Ctx:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, line: str, level: str = "info") -> None:
+        self.lines.append(line)
+
+    def __getattr__(self, name: str) -> Any:  # progress, file_progress, files_planned
+        return lambda *args, **kwargs: None
+
+
+def test_the_resume_figure_counts_every_complete_file_and_the_partial_ones() -> None:
+    files = [SimpleNamespace(name=f"shard-{i}", size=45 * GB) for i in range(1, 5)]
+    ctx = Ctx()
+    view = DownloadView(ctx, SimpleNamespace(files=files, total=180 * GB))  # type: ignore[arg-type]
+    # the agent's order: complete files first, then the partial one's offset, then bytes
+    view({"event": "file_done", "file": "shard-1", "size": 45 * GB, "skipped": True})
+    view({"event": "file_done", "file": "shard-2", "size": 45 * GB, "skipped": True})
+    view({"event": "resume", "file": "shard-3", "done": 10 * GB, "total": 45 * GB})
+    view({"event": "progress", "file": "shard-3", "done": 10 * GB + 1, "total": 45 * GB})
+    view({"event": "progress", "file": "shard-3", "done": 11 * GB, "total": 45 * GB})
+    resumed = [line for line in ctx.lines if line.startswith("resuming from")]
+    assert resumed == [
+        "resuming from 100.0 GB already on the disk (2 complete files, 10.0 GB of partly downloaded ones)"
+    ]
