@@ -43,6 +43,7 @@ class DeviceScreen(ModalScreen[str]):
     BINDINGS = [
         Binding("escape", "back", "Back to the plan (pauses the run)"),
         Binding("enter", "choose", "Choose", show=True),
+        Binding("q", "app.quit_app", "Quit"),  # as on the main screen: says what keeps running
     ]
 
     def __init__(self, question: Question) -> None:

@@ -14,7 +14,10 @@ class QuitScreen(ModalScreen[str]):
     """Dismisses with "stay", "leave" (quit, work goes on) or "stop" (stop it, then quit)."""
 
     CSS_PATH = "quit.tcss"
-    BINDINGS = [Binding("escape", "stay", "Stay")]
+    BINDINGS = [
+        Binding("escape", "stay", "Stay"),
+        Binding("q", "app.quit_app", "Quit, let it run"),  # asked twice: quit
+    ]
 
     def __init__(self, running: list[str], resume_command: str) -> None:
         super().__init__()

@@ -549,7 +549,14 @@ async def test_back_from_the_confirmation_keeps_the_disk_highlighted_and_its_pan
         assert table.cursor_row == 2
         assert "nvme2n1" in str(app.screen.query_one("#device-why").render())
         assert world(tmp_path)["formats"] == [] and app.state.get(DataDisk) is None
-        await pilot.press("q")
+        await pilot.press("q")  # q on the disk list asks, as on the main screen
+        await wait_for(app, pilot, QuitScreen)
+        await pilot.press("q")  # asked again: quit
+        for _ in range(600):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130
 
 
 async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_path: Path) -> None:
