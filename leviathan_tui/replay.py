@@ -75,6 +75,12 @@ class ReplayFile:
     @classmethod
     def load(cls, path: Path) -> ReplayFile:
         data = load_yaml_file(path, "replay file")
+        if data is None:
+            raise UsageError(
+                f"{path}: the replay file is empty",
+                "a replay file holds `version: 1` and `answers:`; the wizard writes one in "
+                "<state-dir>/replay.yaml",
+            )
         if not isinstance(data, dict):
             raise UsageError(
                 f"{path}: a replay file is a mapping with 'version' and 'answers', got {type(data).__name__}"
@@ -85,6 +91,10 @@ class ReplayFile:
                 f"{path}: unknown key(s) {', '.join(sorted(unknown))}; a replay file has version, config, answers"
             )
         version = data.get("version")
+        if version is None:
+            raise UsageError(
+                f"{path}: version: missing", f"add `version: {REPLAY_VERSION}` at the top level"
+            )
         if not isinstance(version, int) or isinstance(version, bool):
             raise UsageError(
                 f"{path}: version: must be an integer (this Leviathan writes {REPLAY_VERSION})"

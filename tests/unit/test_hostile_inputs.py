@@ -521,3 +521,20 @@ def test_every_wrong_answer_in_a_replay_file_is_named_at_once(tmp_path: Path) ->
     assert "answers.ssh.passphrase: a secret" in err and "ssh-agent" in err
     assert "answers.storage.device: must be text" in err
     assert "hunter2" not in err and "storage.confirm_format" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "the replay file is empty"),
+        ("# only a comment\n", "the replay file is empty"),
+        ("answers:\n  storage.device: /dev/nvme1n1\n", "version: missing"),
+    ],
+)
+def test_an_empty_replay_file_or_one_without_a_version_says_so(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    err = clean(run(["--dry-run", "--replay", str(path), "--state-dir", str(tmp_path / "s")]), 2)
+    assert f"{path}: {needle}" in err and "NoneType" not in err
