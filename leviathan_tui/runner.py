@@ -57,6 +57,32 @@ from leviathan_tui.records import Record
 from leviathan_tui.state import State, StateWriteError
 
 log = logging.getLogger("leviathan")
+log.addHandler(logging.NullHandler())  # the front-end decides where it goes (leviathan.log)
+LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def journal(event: Event) -> None:
+    """The lasting record of a run in the session's leviathan.log: every log line and every
+    step's start and end, across runs (the TUI's pane holds only this run's)."""
+    step = event.step_id or "-"
+    match event:
+        case LogLine():
+            log.log(LEVELS.get(event.level, logging.INFO), "%s: %s", step, event.line)
+        case StepStarted():
+            log.info("%s: started: %s", step, event.title)
+        case StepDone():
+            log.info("%s: done: %s", step, event.summary)
+        case StepSkipped():
+            log.info("%s: skipped: %s", step, event.reason)
+        case StepFailed():
+            log.error(
+                "%s: failed: %s%s", step, event.error, f" (fix: {event.hint})" * bool(event.hint)
+            )
+        case StepInterrupted():
+            log.warning("%s: interrupted", step)
+        case RunFinished():
+            log.info("finished: %s (exit %s)", event.message, event.exit_code)
+
 
 Emit = Callable[[Event], None]
 R = TypeVar("R", bound=Record)
@@ -238,6 +264,7 @@ class Runner:
 
     def emit(self, event: Event) -> None:
         try:
+            journal(event)
             self._emit(event)
         except Exception:  # a broken front-end must not kill a step
             log.exception("event delivery failed")

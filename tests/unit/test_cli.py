@@ -520,3 +520,17 @@ def test_a_headless_run_that_stops_names_the_build_left_running(tmp_path: Path) 
     assert "still running: the image build on" in result.stderr
     assert "leviathan-build/b-1" in result.stderr and "`leviathan stop` stops it" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_leviathan_log_keeps_every_run_of_the_session(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = run(
+            ["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)]
+            + ["--only", "preflight"]
+        )
+        assert result.returncode == 0, result.stderr
+    journal = (tmp_path / "dry-run" / "leviathan.log").read_text()
+    assert journal.count("preflight.node: started") == 1  # the second run checks, then skips
+    assert "preflight.node: done: talos-node-0 Ready" in journal
+    assert "preflight.node: skipped:" in journal
+    assert journal.count("finished: ") == 2
