@@ -21,7 +21,11 @@ def state_dir(args: argparse.Namespace) -> Path:
         from platformdirs import user_state_dir
 
         base = Path(user_state_dir("leviathan", appauthor=False))
-    return base / "dry-run" if args.dry_run else base
+    directory = base / "dry-run" if args.dry_run else base
+    from leviathan_tui.state import refuse_a_file_in_the_way
+
+    refuse_a_file_in_the_way(directory)
+    return directory
 
 
 def setup_logging(directory: Path) -> None:

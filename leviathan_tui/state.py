@@ -99,8 +99,9 @@ def _describe_os_error(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def check_directory(directory: Path) -> None:
-    """The state directory can hold the session: exit 2 naming the path and cause otherwise."""
+def refuse_a_file_in_the_way(directory: Path) -> None:
+    """Exit 2 when the state directory, or a folder it lies in, is a file: read-only commands
+    (status, plan) would otherwise report "no saved session" for a path that cannot hold one."""
     blocker = next(
         (p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None
     )
@@ -109,6 +110,11 @@ def check_directory(directory: Path) -> None:
             f"state directory {directory}: {blocker} is a file, not a directory",
             "pass another --state-dir, or move that file away",
         )
+
+
+def check_directory(directory: Path) -> None:
+    """The state directory can hold the session: exit 2 naming the path and cause otherwise."""
+    refuse_a_file_in_the_way(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -538,3 +538,11 @@ def test_an_empty_replay_file_or_one_without_a_version_says_so(
     path.write_text(text)
     err = clean(run(["--dry-run", "--replay", str(path), "--state-dir", str(tmp_path / "s")]), 2)
     assert f"{path}: {needle}" in err and "NoneType" not in err
+
+
+@pytest.mark.parametrize("command", ["status", "plan", "reset"])
+def test_a_file_as_the_state_dir_is_refused_by_every_command(tmp_path: Path, command: str) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x\n")
+    err = clean(run(["--dry-run", "--state-dir", str(a_file), command]), 2)
+    assert f"{a_file} is a file, not a directory" in err
