@@ -193,6 +193,7 @@ class LeviathanApp(App[int]):
         self.started_at = time.monotonic()
         self.engine_running = False
         self.going_back = False
+        self.verifying = False  # the run in progress is "verify again"
         self.stopped: list[str] | None = None  # what "Stop it and quit" stopped
         self.quitting = ""
         self.phase_pinned = False
@@ -471,6 +472,7 @@ class LeviathanApp(App[int]):
         from leviathan_tui.phases.download import VerifyAgainStep
 
         self.engine = self._runner([VerifyAgainStep()])
+        self.verifying = True  # its end is the check's result, not the bring-up's summary
         self.engine_running = True
         self.refresh_bindings()
         self.show_phase("download")
@@ -585,8 +587,22 @@ class LeviathanApp(App[int]):
         for step_id, status in list(self.step_list.statuses.items()):
             if status in ("running", "waiting"):
                 self.step_list.set_status(step_id, "interrupted")
+        verified, self.verifying = self.verifying, False
         if self.going_back and not self.quitting:
             self.log_pane.add("leviathan", "paused: back to the plan; Start goes on from here")
+        elif verified:
+            ok = event.exit_code == 0
+            self.log_pane.add(
+                "leviathan",
+                "verify again: every model file matches its sha256"
+                if ok
+                else f"verify again: {event.message} (exit {event.exit_code})",
+                "info" if ok else "error",
+            )
+            self.notify(
+                "the model files verified" if ok else "the verification failed",
+                severity="information" if ok else "error",
+            )
         else:
             self.log_pane.add(
                 "leviathan",
@@ -599,6 +615,8 @@ class LeviathanApp(App[int]):
         if self.going_back:
             self.show_plan()
             return
+        if verified:
+            return  # its result is logged above: no fallback offer, no summary
         if event.exit_code != 0 and self._offer_fallback():
             return
         if (
@@ -754,6 +772,18 @@ class LeviathanApp(App[int]):
             "liveness and one real completion",
             self._when_main(self.check_health_now),
         )
+        if self.main_ready and self.state.status("deploy.health") in ("done", "skipped"):
+            yield SystemCommand(
+                "Show the summary",
+                "the endpoint, the curl command, the Talos patch",
+                self.show_summary,
+            )
+
+    def show_summary(self) -> None:
+        from leviathan_tui.screens.summary import SummaryScreen
+
+        if not isinstance(self.screen, SummaryScreen):
+            self.push_screen(SummaryScreen(self.summary_lines()))
 
     def render_manifests(self) -> None:
         from leviathan_tui.records import ImageRef
@@ -772,10 +802,11 @@ class LeviathanApp(App[int]):
         from leviathan_tui.phases.summary import talos_patch
 
         why, patch = talos_patch(self.config, self.state)
+        self.log_pane.action_all_steps()  # a step filter or a search would hide it
         self.log_pane.add("leviathan", f"Talos patch: {why}", "warn")
         for line in patch.splitlines():
             self.log_pane.add("leviathan", "  " + line)
-        self.notify("the Talos patch is in the log pane")
+        self.notify("the Talos patch is in the log pane (every step's lines shown)")
 
     @work(thread=True, exit_on_error=False, name="health-now")
     def check_health_now(self) -> None:
@@ -805,8 +836,14 @@ class LeviathanApp(App[int]):
             )
         except LeviathanError as err:
             self.call_from_thread(self.notify, f"UNHEALTHY: {err.message}", severity="error")
+            self.call_from_thread(
+                self.log_pane.add, "leviathan", f"health check now: UNHEALTHY: {err}", "error"
+            )
             return
         self.call_from_thread(self.notify, f"HEALTHY: {result.reply}")
+        self.call_from_thread(
+            self.log_pane.add, "leviathan", f"health check now: HEALTHY at {base}: {result.reply}"
+        )
 
     # --- questions --------------------------------------------------------------------------
 

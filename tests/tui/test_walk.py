@@ -384,6 +384,30 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         await pilot.pause(0.1)
         assert pane.search == "" and pane.step == "" and not pane.errors_only
         assert app.check_action("verify_again", ())  # nothing runs: `v` is offered
+        await pilot.press("v")
+        for _ in range(600):
+            if any("verify again:" in text for _, text, _ in pane.lines):
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.3)
+        assert any("verify again: every model file matches" in t for _, t, _ in pane.lines)
+        assert not isinstance(app.screen, SummaryScreen)  # a verify is not a new bring-up
+        pane.show_step("storage.probe")  # a filter that would hide the patch
+        app.show_talos_patch()
+        pane.flush()
+        assert pane.step == "" and any(t.startswith("Talos patch:") for _, t, _ in pane.lines)
+        app.check_health_now()
+        for _ in range(200):
+            if any("health check now:" in text for _, text, _ in pane.lines):
+                break
+            await pilot.pause(0.05)
+        assert any("health check now: HEALTHY" in text for _, text, _ in pane.lines)
+        await pilot.press("ctrl+p", *"Show the summary")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(app, pilot, SummaryScreen)  # the summary can be opened again
+        await pilot.press("escape")
+        await pilot.pause(0.2)
         await pilot.press("q")
 
 
