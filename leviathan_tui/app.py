@@ -441,8 +441,26 @@ class LeviathanApp(App[int]):
         self._leave_before_start()
 
     def _leave_before_start(self) -> None:
-        """Quit from the plan or the resume dialog: a run stopped midway is not done (130)."""
+        """Quit from the plan or the resume dialog: a run stopped midway is not done (130).
+        What an earlier run left going on the build host or the node is named first, with the
+        offer to stop it, as a quit mid-run does."""
+        from leviathan_tui.phases.stop import still_running
+        from leviathan_tui.screens.quit import QuitScreen
+
         self.state.flush()
+        running = still_running(self.state, self.config, self.dry_run) if self.configured else []
+        if running:
+            items = [f"{item} may still be running: it goes on unless stopped" for item in running]
+
+            def chosen(choice: str | None) -> None:
+                if choice in ("leave", "stop"):
+                    self.quitting = choice
+                    self._finish_quit()
+                else:
+                    self.show_plan()
+
+            self.push_screen(QuitScreen(items, self.resume_command), chosen)
+            return
         unfinished = any(status == "interrupted" for status in self.step_list.statuses.values())
         self.exit(EXIT_INTERRUPTED if unfinished else 0)
 

@@ -603,4 +603,16 @@ async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_pa
         painted = shown_text(plan.query_one("#plan-lines"))
         assert "the image build on" in painted and "/var/tmp/leviathan-build/b-1" in painted
         assert "may still be running; Start reattaches to it" in painted
+        await pilot.press("q")  # quitting names what may still run and offers to stop it
+        quit_screen = await wait_for(app, pilot, QuitScreen)
+        assert "image build" in shown_text(quit_screen.query_one("#quit-running"))
+        await pilot.press("escape")  # Stay: back to the plan
+        await wait_for(app, pilot, PlanScreen)
         await pilot.press("q")
+        await wait_for(app, pilot, QuitScreen)
+        await pilot.click("#stop")
+        for _ in range(200):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130 and app.stopped is not None
