@@ -585,6 +585,15 @@ class LeviathanApp(App[int]):
                     log.add(source, "  " + line)
             case ev.RunFinished():
                 self._run_finished(event)
+        status_changes = (ev.StepStarted, ev.StepDone, ev.StepSkipped, ev.StepFailed)
+        if isinstance(event, status_changes) and self.engine_running:
+            self._refresh_quit_dialog()
+
+    def _refresh_quit_dialog(self) -> None:
+        from leviathan_tui.screens.quit import QuitScreen
+
+        if isinstance(self.screen, QuitScreen):
+            self.screen.show_running(self._goes_on_items())
 
     def _run_finished(self, event: RunFinished) -> None:
         from leviathan_tui.screens.quit import QuitScreen
@@ -968,16 +977,18 @@ class LeviathanApp(App[int]):
         if not self.engine_running:
             self.exit(self.exit_code if self.exit_code is not None else 0)
             return
+        self.push_screen(QuitScreen(self._goes_on_items(), self.resume_command), self._after_quit)
+
+    def _goes_on_items(self) -> list[str]:
         from leviathan_tui.phases.stop import goes_on_after
 
         statuses = self.step_list.statuses.items()
-        items = goes_on_after(
+        return goes_on_after(
             [s for s, st in statuses if st == "running"],
             [s for s, st in statuses if st == "waiting"],
             self.config,
             self.dry_run,
         )
-        self.push_screen(QuitScreen(items, self.resume_command), self._after_quit)
 
     def _check_signals(self) -> None:
         from leviathan_tui import signals

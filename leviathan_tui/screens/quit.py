@@ -24,13 +24,21 @@ class QuitScreen(ModalScreen[str]):
         self.running = running
         self.resume_command = resume_command
 
+    def _text(self) -> str:
+        lines = ["The session is saved. When you quit:"]
+        lines += [f"  • {item}" for item in self.running] or ["  • nothing"]
+        return "\n".join([*lines, "", f"Resume later with: {self.resume_command}"])
+
+    def show_running(self, running: list[str]) -> None:
+        """What goes on changed while the dialog is up (a build finished behind it)."""
+        self.running = running
+        for widget in self.query("#quit-running"):
+            widget.update(self._text())
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="quit-dialog"):
             yield Static("Quit Leviathan?", id="quit-title")
-            lines = ["The session is saved. When you quit:"]
-            lines += [f"  • {item}" for item in self.running] or ["  • nothing"]
-            lines += ["", f"Resume later with: {self.resume_command}"]
-            yield Static("\n".join(lines), id="quit-running")
+            yield Static(self._text(), id="quit-running")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stay", id="stay", variant="primary")
                 yield Button("Quit, let it run", id="leave")

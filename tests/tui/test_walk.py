@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from leviathan_tui.app import EngineEvent
-from leviathan_tui.events import StepStarted
+from leviathan_tui.events import StepDone, StepStarted
 from leviathan_tui.records import DataDisk
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
@@ -616,3 +616,22 @@ async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_pa
                 break
             await pilot.pause(0.05)
     assert app.return_value == 130 and app.stopped is not None
+
+
+async def test_the_quit_dialog_follows_what_finishes_behind_it(tmp_path: Path) -> None:
+    app = make_app(tmp_path, speed=1.0)
+    async with app.run_test(size=LARGE) as pilot:
+        await answer_until_downloading(app, pilot)
+        await pilot.press("ctrl+q")
+        quit_screen = await wait_for(app, pilot, QuitScreen)
+        assert "download" in shown_text(quit_screen.query_one("#quit-running"))
+        # the download finishes while the dialog is up
+        app.post_message(EngineEvent(StepDone("download.fetch", "14 files verified")))
+        await pilot.pause(0.3)
+        assert "download" not in shown_text(quit_screen.query_one("#quit-running"))
+        await pilot.press("q")  # asked twice: quit
+        for _ in range(400):
+            if not app.is_running:
+                break
+            await pilot.pause(0.05)
+    assert app.return_value == 130
