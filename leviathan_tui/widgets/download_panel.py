@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, ProgressBar, Static
 
-from leviathan_tui.units import decimal_size, duration, rate
+from leviathan_tui.units import decimal_size, duration, rate, short_duration, short_rate
 
 COLUMNS = ("file", "state", "done of size", "speed", "ETA")  # narrow enough for 80 columns
 
@@ -116,15 +116,17 @@ class DownloadPanel(Vertical):
         if state == "retrying" and self.states.get(name) != "retrying":
             self.retries += 1
         self.states[name] = state
-        speed = rate(task.speed) if task.speed and state == "downloading" else "-"
+        # the row fits the 52 columns the pane has at 80x24: short forms, "fetching"
+        speed = short_rate(task.speed) if task.speed and state == "downloading" else "-"
         eta = (
-            duration(task.time_remaining)
+            short_duration(task.time_remaining)
             if task.time_remaining is not None and state == "downloading"
             else "-"
         )
         label = note if note and state not in ("done",) else state
         if state == "done":
             label = note or "done"
+        label = "fetching" if label == "downloading" else label
         row = (short_name(name), label, done_of(done, total or 0), speed, eta)
         if name in table.rows:
             for key, value in zip(self._columns, row, strict=True):

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from leviathan_tui.app import EngineEvent
-from leviathan_tui.events import StepDone, StepStarted
+from leviathan_tui.events import FileProgress, FilesPlanned, StepDone, StepStarted
 from leviathan_tui.records import DataDisk
 from leviathan_tui.screens.confirm import ConfirmFormatScreen
 from leviathan_tui.screens.device import DeviceScreen
@@ -635,3 +635,29 @@ async def test_the_quit_dialog_follows_what_finishes_behind_it(tmp_path: Path) -
                 break
             await pilot.pause(0.05)
     assert app.return_value == 130
+
+
+@pytest.mark.parametrize("bytes_per_tick", [2_500_000, 25_000_000, 400_000_000])
+async def test_a_downloading_row_fits_the_pane_at_80x24(
+    tmp_path: Path, bytes_per_tick: int
+) -> None:
+    app = make_app(tmp_path)
+    app.show_plan = lambda: None  # the main screen alone
+    name = "DeepSeek-V3-Q4_K_M-00002-of-00009.gguf"
+    async with app.run_test(size=SMALL) as pilot:
+        await wait_for_main(app, pilot)
+        app.post_message(EngineEvent(StepStarted("download.fetch", "Download")))
+        app.post_message(EngineEvent(FilesPlanned("download.fetch", ((name, 44_936_095_334),))))
+        app.show_phase("download")
+        done = 12_000_000_000
+        for _ in range(12):  # about 25 MB/s, 250 MB/s and 4 GB/s
+            done += bytes_per_tick
+            event = FileProgress("download.fetch", name, done, 44_936_095_334, "downloading")
+            app.post_message(EngineEvent(event))
+            await pilot.pause(0.1)
+        await pilot.pause(0.3)
+        table = app.download_panel.query_one("#dl-files")
+        speed, eta = table.get_row(name)[3:]
+        assert speed.endswith("/s") and eta != "-"
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # no column cut
+        await pilot.press("q")
