@@ -265,6 +265,8 @@ def exit_line(
         health = state.get(Health)
         serving = f"; serving {health.base_url}/v1" if health else ""
         return f"leviathan: all {done} steps done{serving}; run `{command}` again to check them"
+    if not state.has_progress and stopped is None:
+        return f"leviathan: nothing was started; start with: {command}"
     if stopped is not None:
         goes_on = f"; stopped: {', '.join(stopped) or 'nothing was running'}"
     else:
