@@ -202,17 +202,25 @@ def test_build_push_prove_then_resume_builds_nothing(host, tmp_path: Path) -> No
     assert builds(shim) == before + 1
 
 
-def test_connection_cut_mid_build_reattaches_to_the_same_build(host, tmp_path: Path) -> None:
-    sshd, registry, shim = host
-    before = builds(shim)
-    config = make_config(tmp_path, sshd, registry, tag="cut")
-    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
+def go_until_the_build_starts(
+    run: Run, shim: Path, before: int
+) -> tuple[threading.Thread, list[int]]:
+    """Run in a thread until the builder has been called; the thread's exit code lands in the list."""
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(run.go()))
     thread.start()
     deadline = time.monotonic() + 20
     while builds(shim) == before and time.monotonic() < deadline:
         time.sleep(0.05)
+    return thread, result
+
+
+def test_connection_cut_mid_build_reattaches_to_the_same_build(host, tmp_path: Path) -> None:
+    sshd, registry, shim = host
+    before = builds(shim)
+    config = make_config(tmp_path, sshd, registry, tag="cut")
+    run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
+    thread, result = go_until_the_build_starts(run, shim, before)
     time.sleep(0.5)
     sshd.kill_sessions()
     thread.join(120)
@@ -242,12 +250,7 @@ def test_a_stopped_build_is_stopped_once_and_started_again_on_resume(host, tmp_p
     before = builds(shim)
     config = make_config(tmp_path, sshd, registry, tag="stopped")
     run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
-    result: list[int] = []
-    thread = threading.Thread(target=lambda: result.append(run.go()))
-    thread.start()
-    deadline = time.monotonic() + 20
-    while builds(shim) == before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    thread, result = go_until_the_build_starts(run, shim, before)
     run.engine.cancel()
     thread.join(60)
     assert result == [130] and builds(shim) == before + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -48,6 +49,14 @@ def shown_text(widget: Static, width: int = 200) -> str:
     console = Console(width=width, record=True, file=io.StringIO())
     console.print(content)
     return console.export_text()
+
+
+async def until(pilot, condition: Callable[[], object], limit_s: float) -> None:
+    """Let the app run until `condition()` holds or `limit_s` has passed; the caller asserts."""
+    for _ in range(int(limit_s / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
 
 
 async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) -> Screen:

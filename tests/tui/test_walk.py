@@ -26,6 +26,7 @@ from tests.tui.helpers import (
     answer_until_downloading,
     make_app,
     shown_text,
+    until,
     wait_for,
     wait_for_main,
     walk,
@@ -36,6 +37,15 @@ SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x40"])
 
 def world(directory: Path) -> dict:
     return json.loads((directory / "world" / "world.json").read_text())
+
+
+def killed_mid_run(directory: Path) -> None:
+    """A saved session whose run was killed: one step done, one left running."""
+    from leviathan_tui.state import State
+
+    state = State.load(directory)
+    state.set_status("preflight.node", "done", summary="ok")
+    state.set_status("storage.probe", "running")
 
 
 def visible(screen, selector: str) -> bool:
@@ -88,10 +98,7 @@ async def test_the_plan_comes_first_and_nothing_changes_before_start(tmp_path: P
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         screen = await wait_for(app, pilot, PlanScreen)
-        for _ in range(200):
-            if screen.complete:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: screen.complete, 10)
         topics = {line.topic for line in screen.lines}
         assert {"cluster", "node", "namespace", "build host", "model", "engine", "ETA"} <= topics
         assert visible(screen, "#plan-start") and visible(screen, "#plan-quit")
@@ -121,15 +128,9 @@ async def test_start_waits_until_the_plan_is_shown(tmp_path: Path, monkeypatch) 
         await pilot.pause(0.3)
         assert app.screen is screen and not app.engine_running
         gate.set()
-        for _ in range(200):
-            if screen.complete:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: screen.complete, 10)
         await pilot.press("enter")
-        for _ in range(100):
-            if app.engine_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.engine_running, 5)
         assert app.engine_running
 
 
@@ -164,19 +165,19 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         assert "StepFailed:storage.format" not in app.events_seen
         await pilot.press("escape")  # and back to the plan
         plan = await wait_for(app, pilot, PlanScreen)
-        for _ in range(100):
-            if any("paused: back to the plan" in text for _, text, _ in app.log_pane.lines):
-                break
-            await pilot.pause(0.05)
+        await until(
+            pilot,
+            lambda: any("paused: back to the plan" in text for _, text, _ in app.log_pane.lines),
+            5,
+        )
         assert any("paused: back to the plan" in text for _, text, _ in app.log_pane.lines)
         assert not any("exit 130" in text for _, text, _ in app.log_pane.lines)  # not an error
         await pilot.pause(0.2)
         painted = shown_text(plan.query_one("#plan-lines"))
         assert "reading the cluster" not in painted  # the plan read before is shown again
-        for _ in range(200):  # then read anew: the run labelled the namespace meanwhile
-            if not plan.rereading:
-                break
-            await pilot.pause(0.05)
+        await until(
+            pilot, lambda: not plan.rereading, 10
+        )  # then read anew: the run labelled the namespace meanwhile
         painted = shown_text(plan.query_one("#plan-lines"))
         assert "already allows privileged pods" in painted and "reading again" not in painted
         await pilot.press("escape")  # an impatient second Esc does not quit
@@ -223,10 +224,7 @@ async def test_the_host_key_question_can_be_put_aside_and_answered_later(
         again = await wait_for(app, pilot, QuestionScreen)
         assert again.question.id == "ssh.host_key"
         await pilot.press("ctrl+y")
-        for _ in range(400):
-            if "StepDone:build.image" in app.events_seen:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: "StepDone:build.image" in app.events_seen, 20)
         assert "StepDone:build.image" in app.events_seen
         await pilot.press("q")
 
@@ -235,11 +233,7 @@ async def test_the_host_key_question_can_be_put_aside_and_answered_later(
 async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
     tmp_path: Path, size
 ) -> None:
-    from leviathan_tui.state import State
-
-    st = State.load(tmp_path)
-    st.set_status("preflight.node", "done", summary="ok")
-    st.set_status("storage.probe", "running")  # a killed run left it so
+    killed_mid_run(tmp_path)
     app = make_app(tmp_path)
     async with app.run_test(size=size) as pilot:
         screen = await wait_for(app, pilot, ResumeScreen)
@@ -251,10 +245,7 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
         assert app.focused.id == "resume"
         # the main layout, mounted under the dialog after its first paint, is drawn behind it
         await wait_for_main(app, pilot)
-        for _ in range(60):
-            if app.step_list.region.height:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.step_list.region.height, 3)
         assert app.step_list.region.height > 0 and app.screen is screen
         await pilot.press("tab", "enter")
         await wait_for(app, pilot, PlanScreen)
@@ -265,19 +256,12 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
 async def test_esc_on_the_resume_dialog_of_an_interrupted_session_exits_130(
     tmp_path: Path,
 ) -> None:
-    from leviathan_tui.state import State
-
-    st = State.load(tmp_path)
-    st.set_status("preflight.node", "done", summary="ok")
-    st.set_status("storage.probe", "running")  # a killed run left it so
+    killed_mid_run(tmp_path)
     app = make_app(tmp_path)
     async with app.run_test(size=SMALL) as pilot:
         await wait_for(app, pilot, ResumeScreen)
         await pilot.press("escape")
-        for _ in range(100):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 5)
     assert app.return_value == 130  # as q on the plan of the same session
 
 
@@ -306,10 +290,7 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
             await pilot.click("#stop")
         else:
             await pilot.press("ctrl+c")  # asked twice: quit and let it run
-        for _ in range(400):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 20)
     assert app.return_value == 130
     from leviathan_tui.state import State
 
@@ -329,17 +310,13 @@ async def test_a_quit_dialog_open_when_the_run_ends_closes_and_q_then_quits(
         await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
         app.engine.cancel()  # the run ends while the dialog says it keeps running
-        for _ in range(400):
-            if not app.engine_running and not isinstance(app.screen, QuitScreen):
-                break
-            await pilot.pause(0.05)
+        await until(
+            pilot, lambda: not app.engine_running and not isinstance(app.screen, QuitScreen), 20
+        )
         assert not app.engine_running and not isinstance(app.screen, QuitScreen)
         assert app.is_running  # nothing was chosen: the session stays
         await pilot.press("q")  # nothing runs now: q quits at once
-        for _ in range(100):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 5)
     assert app.return_value == 130  # the run was interrupted
 
 
@@ -385,10 +362,7 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         assert pane.search == "" and pane.step == "" and not pane.errors_only
         assert app.check_action("verify_again", ())  # nothing runs: `v` is offered
         await pilot.press("v")
-        for _ in range(600):
-            if any("verify again:" in text for _, text, _ in pane.lines):
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: any("verify again:" in text for _, text, _ in pane.lines), 30)
         await pilot.pause(0.3)
         assert any("verify again: every model file matches" in t for _, t, _ in pane.lines)
         assert not isinstance(app.screen, SummaryScreen)  # a verify is not a new bring-up
@@ -397,10 +371,9 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
         pane.flush()
         assert pane.step == "" and any(t.startswith("Talos patch:") for _, t, _ in pane.lines)
         app.check_health_now()
-        for _ in range(200):
-            if any("health check now:" in text for _, text, _ in pane.lines):
-                break
-            await pilot.pause(0.05)
+        await until(
+            pilot, lambda: any("health check now:" in text for _, text, _ in pane.lines), 10
+        )
         assert any("health check now: HEALTHY" in text for _, text, _ in pane.lines)
         await pilot.press("ctrl+p", *"Show the summary")
         await pilot.pause(0.5)
@@ -451,10 +424,7 @@ async def test_after_a_failed_build_the_wizard_offers_llamacpp(tmp_path: Path) -
         assert "StepFailed:build.image" in app.events_seen
         await pilot.pause(0.2)
         await pilot.press(*"llamacpp", "enter")
-        for _ in range(1800):
-            if isinstance(app.screen, SummaryScreen):
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: isinstance(app.screen, SummaryScreen), 90)
         assert isinstance(app.screen, SummaryScreen), app.events_seen[-6:]
         assert app.state.status("deploy.health") == "done"
         await pilot.press("q")
@@ -536,10 +506,7 @@ async def test_the_palettes_screenshot_is_saved_beside_the_logs_without_a_downlo
         await pilot.press("ctrl+p", *"Screenshot")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        for _ in range(100):
-            if list(state_dir.glob("*.svg")):
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: list(state_dir.glob("*.svg")), 5)
         await pilot.pause(0.2)
         notices = [n.message for n in app._notifications]
         await pilot.press("q")
@@ -576,10 +543,7 @@ async def test_back_from_the_confirmation_keeps_the_disk_highlighted_and_its_pan
         await pilot.press("q")  # q on the disk list asks, as on the main screen
         await wait_for(app, pilot, QuitScreen)
         await pilot.press("q")  # asked again: quit
-        for _ in range(600):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 30)
     assert app.return_value == 130
 
 
@@ -596,10 +560,7 @@ async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_pa
         await wait_for(app, pilot, ResumeScreen)
         await pilot.press("enter")  # Resume
         plan = await wait_for(app, pilot, PlanScreen)
-        for _ in range(200):
-            if plan.complete:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: plan.complete, 10)
         painted = shown_text(plan.query_one("#plan-lines"))
         assert "the image build on" in painted and "/var/tmp/leviathan-build/b-1" in painted
         assert "may still be running; Start reattaches to it" in painted
@@ -611,10 +572,7 @@ async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_pa
         await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
         await pilot.click("#stop")
-        for _ in range(200):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 10)
     assert app.return_value == 130 and app.stopped is not None
 
 
@@ -630,10 +588,7 @@ async def test_the_quit_dialog_follows_what_finishes_behind_it(tmp_path: Path) -
         await pilot.pause(0.3)
         assert "download" not in shown_text(quit_screen.query_one("#quit-running"))
         await pilot.press("q")  # asked twice: quit
-        for _ in range(400):
-            if not app.is_running:
-                break
-            await pilot.pause(0.05)
+        await until(pilot, lambda: not app.is_running, 20)
     assert app.return_value == 130
 
 

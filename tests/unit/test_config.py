@@ -29,24 +29,26 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_each_wrong_field_named_with_its_path(tmp_path: Path) -> None:
-    path = write(tmp_path, "ssh:\n  port: 70000\ncluster:\n  namespace: Bad_Name\n  nope: 1\n")
+def refusal(tmp_path: Path, text: str) -> UsageError:
+    """The error a config file with `text` gets."""
     with pytest.raises(UsageError) as err:
-        load_config(path)
-    text = str(err.value)
+        load_config(write(tmp_path, text))
+    return err.value
+
+
+def test_each_wrong_field_named_with_its_path(tmp_path: Path) -> None:
+    error = refusal(tmp_path, "ssh:\n  port: 70000\ncluster:\n  namespace: Bad_Name\n  nope: 1\n")
+    text = str(error)
     assert "ssh.port: must be 1..65535" in text
     assert "cluster.namespace: must be a DNS label" in text
     assert "cluster.nope: unknown key" in text
-    assert err.value.exit_code == 2
+    assert error.exit_code == 2
 
 
 def test_a_misspelt_key_gets_a_suggestion_and_a_scalar_section_is_named_as_such(
     tmp_path: Path,
 ) -> None:
-    path = write(tmp_path, "ssh: 5\ncluster:\n  nodename: n1\nclustr: {}\n")
-    with pytest.raises(UsageError) as err:
-        load_config(path)
-    text = str(err.value)
+    text = str(refusal(tmp_path, "ssh: 5\ncluster:\n  nodename: n1\nclustr: {}\n"))
     assert "cluster.nodename: unknown key; did you mean node_name?" in text
     assert "clustr: unknown key; did you mean cluster?" in text
     assert "ssh: must be a section: a mapping of keys to values" in text
