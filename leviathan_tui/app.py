@@ -393,31 +393,29 @@ class LeviathanApp(App[int]):
         from leviathan_tui.phases.survey import survey
         from leviathan_tui.records import DataDisk, ModelFiles
 
-        first = not screen.rereading
-        lines: list[PlanLine] = []
-        try:
-            for line in survey(
-                self.config,
-                self.backends,
-                self.dry_run,
-                self.state.get(DataDisk),
-                self.state.get(ModelFiles),
-            ):
-                lines.append(line)
-                if first:
-                    self.call_from_thread(screen.add_line, line)
-            for item in still_running(self.state, self.config, self.dry_run):
-                line = PlanLine(
+        def plan() -> Iterator[PlanLine]:
+            state = self.state
+            yield from survey(
+                self.config, self.backends, self.dry_run, state.get(DataDisk), state.get(ModelFiles)
+            )
+            for item in still_running(state, self.config, self.dry_run):
+                yield PlanLine(
                     "left running", f"{item} may still be running; Start reattaches to it"
                 )
-                lines.append(line)
-                if first:
-                    self.call_from_thread(screen.add_line, line)
-        except Exception as err:  # noqa: BLE001 - the plan says so; Start stays possible
-            line = PlanLine("plan", f"could not be read completely: {err}", "error")
+
+        first = not screen.rereading
+        lines: list[PlanLine] = []
+
+        def take(line: PlanLine) -> None:
             lines.append(line)
             if first:
                 self.call_from_thread(screen.add_line, line)
+
+        try:
+            for line in plan():
+                take(line)
+        except Exception as err:  # noqa: BLE001 - the plan says so; Start stays possible
+            take(PlanLine("plan", f"could not be read completely: {err}", "error"))
         self.call_from_thread(self._plan_read, screen, lines, first)
 
     def _preflight_text(self) -> str:

@@ -15,6 +15,8 @@ MAX_DRY_RUN_SPEED = 1000.0
 
 
 def state_dir(args: argparse.Namespace) -> Path:
+    from leviathan_tui.state import refuse_a_file_in_the_way
+
     if args.state_dir:
         base = args.state_dir.expanduser().absolute()  # helper processes run elsewhere
     else:
@@ -22,8 +24,6 @@ def state_dir(args: argparse.Namespace) -> Path:
 
         base = Path(user_state_dir("leviathan", appauthor=False))
     directory = base / "dry-run" if args.dry_run else base
-    from leviathan_tui.state import refuse_a_file_in_the_way
-
     refuse_a_file_in_the_way(directory)
     return directory
 

@@ -75,9 +75,8 @@ def journal(event: Event) -> None:
         case StepSkipped():
             log.info("%s: skipped: %s", step, event.reason)
         case StepFailed():
-            log.error(
-                "%s: failed: %s%s", step, event.error, f" (fix: {event.hint})" * bool(event.hint)
-            )
+            fix = f" (fix: {event.hint})" if event.hint else ""
+            log.error("%s: failed: %s%s", step, event.error, fix)
         case StepInterrupted():
             log.warning("%s: interrupted", step)
         case RunFinished():
