@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signals.install()  # from the first instruction: a signal is exit 130, never a traceback
     try:
-        return _main(argv)
+        code = _main(argv)
+        signals.leaving()
+        return code
     except KeyboardInterrupt:
         signals.counting()  # a second signal while we say so changes nothing
         sys.stderr.write(

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -438,6 +439,58 @@ def test_two_ctrl_c_within_milliseconds_exit_130_with_no_traceback(tmp_path: Pat
         state = tmp_path / str(attempt) / "dry-run" / "state.json"
         if state.exists():
             json.loads(state.read_text())  # saved whole
+
+
+def test_ctrl_c_held_down_while_an_interrupted_run_shuts_down_still_exits_130(
+    tmp_path: Path,
+) -> None:
+    """The interpreter's shutdown puts the default action back on SIGINT: a Ctrl-C landing there
+    ended the process as killed by SIGINT (-2), not exit 130."""
+    for attempt in range(3):
+        proc = subprocess.Popen(
+            leviathan_cmd()
+            + ["--dry-run", "--replay", str(REPLAY), "--state-dir", str(tmp_path / str(attempt))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "started" not in proc.stdout.readline():
+            pass
+        proc.send_signal(signal.SIGINT)
+        while time.monotonic() < deadline and "finished" not in proc.stdout.readline():
+            pass
+        while proc.poll() is None:  # the key held down from "finished" until the process is gone
+            try:
+                proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                break
+            time.sleep(0.001)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (attempt, proc.returncode, out[-500:], err)
+        assert "Traceback" not in out + err
+
+
+def test_a_second_signal_while_the_first_unwinds_leaves_at_once_with_130() -> None:
+    """A second KeyboardInterrupt raised inside the first one's cleanup could escape every handler."""
+    script = (
+        "import os, signal, time\n"
+        "from leviathan_tui import signals\n"
+        "signals.install()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+        "print('the second signal was not heeded')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, env=run_env()
+    )
+    assert result.returncode == 130, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "interrupted again: quitting now" in result.stderr
 
 
 def test_a_relative_state_dir_works_for_the_dry_runs_helper_processes(tmp_path: Path) -> None:
