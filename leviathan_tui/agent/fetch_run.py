@@ -22,7 +22,6 @@ def download_xet(file: PlannedFile) -> None:
     got = Path(hf_hub_download(file.repo, file.path, revision=file.revision, local_dir=local_dir))
     if got != file.dest:
         shutil.move(got, file.dest)
-    emit("file_done", file=file.name, size=file.size, verified=False)
 
 
 def fetch_files(todo: list[PlannedFile], shared: RunShared, parallel: int, xet: bool) -> list[str]:
@@ -65,6 +64,7 @@ def fetch_files(todo: list[PlannedFile], shared: RunShared, parallel: int, xet: 
                 problem = verify_one(file)
                 if problem:
                     raise FetchError(f"{file.name}: {problem}")
+                emit("file_done", file=file.name, size=file.size, verified=True)
                 settle()
                 return
             job = FileTransfer(file, shared)

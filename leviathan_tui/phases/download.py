@@ -126,7 +126,10 @@ class DownloadView:
             )
             self.overall()
             if not event.get("skipped"):
-                ctx.log(f"{name}: complete, sha256 verified")
+                checked = (
+                    "sha256 verified" if event.get("verified") else "its sha256 was not checked"
+                )
+                ctx.log(f"{name}: complete, {checked}")
         elif kind == "retry":
             note = f"retry {event.get('attempt')} in {float(event.get('delay') or 0):.0f} s"
             ctx.log(f"{name}: network error ({event.get('error')}); {note}", "warn")

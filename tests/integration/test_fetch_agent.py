@@ -587,3 +587,24 @@ def test_huggingface_hub_itself_downloads_through_the_standin_redirect(hub, tmp_
         CONFIG_REPO, "config.json", endpoint=h.url, local_dir=tmp_path / "hf-config"
     )
     assert json.loads(Path(config).read_text())["num_hidden_layers"] == 61
+
+
+def test_the_hub_client_transfer_says_verified_only_after_the_hash_is_checked(
+    hub, tmp_path: Path
+) -> None:
+    """With `--transfer xet` huggingface_hub writes the file; the agent hashes it afterwards. A file
+    is reported done (and verified) only once that check has passed, and a corrupt one is named."""
+    h, info = hub
+    bad = info["shards"][1]
+    h.corrupt[f"{FOLDER}/{bad.name}"] = 1
+    code, events = run_fetch(h, tmp_path / "data", "--transfer", "xet")
+    done = {e["file"]: e for e in events if e["event"] == "file_done"}
+    errors = [e for e in events if e["event"] == "error"]
+    assert errors and errors[0]["file"] == bad.name and "checksum" in errors[0]["reason"], errors
+    assert all(e["verified"] is True for e in done.values()), done
+    for good in (info["shards"][0], info["shards"][2]):
+        assert good.name in done
+        assert sha(tmp_path / "data" / FOLDER / good.name) == sha(good)
+    if bad.name in done:  # fetched again, this time whole
+        assert sha(tmp_path / "data" / FOLDER / bad.name) == sha(bad)
+        assert code == 0, events[-3:]

@@ -35,3 +35,15 @@ def test_the_resume_figure_counts_every_complete_file_and_the_partial_ones() -> 
     assert resumed == [
         "resuming from 100.0 GB already on the disk (2 complete files, 10.0 GB of partly downloaded ones)"
     ]
+
+
+def test_a_file_is_called_sha256_verified_only_when_the_agent_checked_it() -> None:
+    files = [SimpleNamespace(name=n, size=GB) for n in ("checked", "unchecked")]
+    ctx = Ctx()
+    view = DownloadView(ctx, SimpleNamespace(files=files, total=2 * GB))  # type: ignore[arg-type]
+    view({"event": "file_done", "file": "checked", "size": GB, "verified": True})
+    view({"event": "file_done", "file": "unchecked", "size": GB, "verified": False})
+    assert ctx.lines == [
+        "checked: complete, sha256 verified",
+        "unchecked: complete, its sha256 was not checked",
+    ]
