@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.driver import Driver
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Header, OptionList, Static
@@ -163,6 +164,11 @@ class LeviathanApp(App[int]):
             for i, name in enumerate(PHASES, 1)
         ),
     ]
+
+    def get_driver_class(self) -> type[Driver]:
+        from leviathan_tui.widgets.terminal_driver import survives_hangup
+
+        return survives_hangup(super().get_driver_class())
 
     def __init__(
         self,

@@ -99,10 +99,7 @@ class HeadlessPrinter:
         )
 
     def _write(self, lines: list[str]) -> None:
-        try:
-            self.out.write("".join(line + "\n" for line in lines))
-            self.out.flush()
-        except BrokenPipeError:
+        if not tell(self.out, "".join(line + "\n" for line in lines)):
             self.reader_gone = True
             self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the run)
 
@@ -153,10 +150,27 @@ class HeadlessPrinter:
 
     def diagnostics(self) -> None:
         for failure in self.failures:
-            self.err.write(f"error: {failure.step_id}: {failure.error}\n")
+            tell(self.err, f"error: {failure.step_id}: {failure.error}\n")
             if failure.hint:
-                self.err.write(f"  fix: {failure.hint}\n")
-        self.err.flush()
+                tell(self.err, f"  fix: {failure.hint}\n")
+
+
+def tell(stream: TextIO, text: str) -> bool:
+    """Write and flush; False when the stream's reader is gone (`| head` closed the pipe, the
+    terminal hung up: EPIPE, EIO), and from then on the stream's descriptor writes to /dev/null,
+    so a later write anywhere in the process cannot fail."""
+    try:
+        stream.write(text)
+        stream.flush()
+        return True
+    except (OSError, ValueError):
+        try:
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, stream.fileno())
+            os.close(quiet)
+        except (OSError, ValueError):  # no descriptor (a StringIO), or already closed
+            pass
+        return False
 
 
 def run_headless(
@@ -185,19 +199,24 @@ def run_headless(
         now = signals.received()
         if printer.reader_gone and not stopping:
             stopping = True  # nobody reads the run any more: stop it as an interruption would
-            err.write("stdout was closed: stopping the running steps and saving the session\n")
             engine.cancel()
+            tell(
+                err,
+                "stdout is gone (its reader closed it, or the terminal hung up): "
+                "stopping the running steps and saving the session\n",
+            )
         if now > seen and not stopping:
             stopping = True
-            err.write(
-                f"interrupted ({signals.name()}): stopping the running steps and saving the session "
-                "(again to quit at once)\n"
-            )
             engine.cancel()
+            tell(
+                err,
+                f"interrupted ({signals.name()}): stopping the running steps and saving the session "
+                "(again to quit at once)\n",
+            )
         elif now > seen + 1:
             engine.cancel()
             _flush_quietly(engine)
-            err.write("interrupted again: quitting now; the session is saved\n")
+            tell(err, "interrupted again: quitting now; the session is saved\n")
             return EXIT_INTERRUPTED
         try:
             event = events.get(timeout=0.1)
@@ -219,4 +238,4 @@ def _flush_quietly(engine: Runner) -> None:
     try:
         engine.state.flush()
     except LeviathanError as err:
-        sys.stderr.write(f"leviathan: {err.message}\n")
+        tell(sys.stderr, f"leviathan: {err.message}\n")

@@ -83,11 +83,21 @@ class Terminal:
     def text(self) -> str:
         return ESCAPES.sub(b"", self.output).decode(errors="replace")
 
+    def hang_up(self) -> None:
+        """The terminal goes away (tmux kill-session, a dropped SSH): writes to it now fail with EIO,
+        and the kernel sends the session SIGHUP, then SIGCONT (Linux, drivers/tty/tty_jobctrl.c,
+        tty_signal_session_leader)."""
+        os.close(self.master)
+        self.master = -1
+        self.process.send_signal(signal.SIGHUP)
+        self.process.send_signal(signal.SIGCONT)
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        os.close(self.master)
+        if self.master >= 0:
+            os.close(self.master)
 
 
 def test_the_plan_paints_then_its_lines_then_q_exits_0_with_the_resume_line(
@@ -152,3 +162,66 @@ def test_a_closed_terminal_saves_the_session_with_no_step_left_running(tmp_path:
     steps = json.loads((state_dir / "dry-run" / "state.json").read_text())["steps"]
     assert steps and "running" not in {record["status"] for record in steps.values()}
     assert "interrupted" in {record["status"] for record in steps.values()}
+
+
+def test_a_terminal_that_goes_away_ends_the_run_with_130_and_frees_the_session(
+    tmp_path: Path,
+) -> None:
+    """The terminal is gone, so nothing can be drawn or restored: the run stops its steps, saves,
+    and exits, instead of waiting for ever on writes that can never complete while holding the
+    session's lock."""
+    state_dir = tmp_path / "s"
+    term = Terminal(["--dry-run", "--state-dir", str(state_dir)])
+    try:
+        assert term.read_until(b"needs 415.2 GB with margin"), term.text()[-2000:]
+        term.press(b"\r")
+        assert term.read_until(b"asks (", b"Which disk should hold"), term.text()[-2000:]
+        term.hang_up()
+        try:
+            code = term.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("leviathan hung after its terminal went away") from None
+        assert code == 130
+    finally:
+        term.close()
+    steps = json.loads((state_dir / "dry-run" / "state.json").read_text())["steps"]
+    assert steps and "running" not in {record["status"] for record in steps.values()}
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leviathan_tui",
+            "--dry-run",
+            "--state-dir",
+            str(state_dir),
+            "status",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert "driving it now" not in status.stdout + status.stderr, status.stdout
+
+
+def test_a_headless_run_whose_terminal_goes_away_stops_as_interrupted_with_130(
+    tmp_path: Path,
+) -> None:
+    """Writes to the hung-up terminal fail with EIO: the run must still stop its steps as an
+    interruption, not die with exit 1 and leave the download recorded as failed."""
+    state_dir = tmp_path / "s"
+    replay = ROOT / "examples" / "dry-run-replay.yaml"
+    term = Terminal(["--dry-run", "--replay", str(replay), "--state-dir", str(state_dir)])
+    try:
+        assert term.read_until(b"download.fetch"), term.text()[-2000:]
+        term.hang_up()
+        try:
+            code = term.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("leviathan hung after its terminal went away") from None
+    finally:
+        term.close()
+    assert code == 130
+    steps = json.loads((state_dir / "dry-run" / "state.json").read_text())["steps"]
+    statuses = {record["status"] for record in steps.values()}
+    assert "interrupted" in statuses and not statuses & {"running", "failed"}, steps
