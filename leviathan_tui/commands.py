@@ -336,10 +336,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop and remove Leviathan's helper pods and the detached build; the Deployment stays."""
     from leviathan_tui.phases.stop import stop_work
-    from leviathan_tui.state import SessionLock, State
+    from leviathan_tui.state import STATE_FILE, SessionLock, State
 
     config, _ = load_settings(args)
     directory = state_dir(args)
+    if args.dry_run and not (directory / STATE_FILE).exists():
+        print(f"no saved session in {directory}: no dry run was started there, nothing to stop")
+        return 0
     with SessionLock(directory):
         state = State.load(directory)  # what was stopped is recorded: it no longer "may run"
         backends = make_backends(args, config, directory, None)

@@ -31,7 +31,7 @@ from leviathan_tui.events import (
     StepStarted,
 )
 from leviathan_tui.runner import Runner
-from leviathan_tui.units import decimal_size, duration
+from leviathan_tui.units import decimal_size, duration, rate
 
 PROGRESS_EVERY_S = 3.0
 
@@ -47,13 +47,22 @@ class ProgressLines:
         self._tasks: dict[str, Any] = {}
         self._last: dict[str, float] = {}
         self._finished: set[str] = set()
+        self._rebase: set[str] = set()
+
+    def rebase(self, step_id: str) -> None:
+        """Bytes found on the disk are not bytes per second: the step's speed starts again."""
+        self._rebase.add(step_id)
 
     def line(self, event: Progress) -> str | None:
         key = event.step_id
         if key not in self._tasks:
             self._tasks[key] = self._rich.add_task(key, total=event.total)
         task_id = self._tasks[key]
-        self._rich.update(task_id, completed=event.done, total=event.total)
+        if key in self._rebase:
+            self._rebase.discard(key)
+            self._rich.reset(task_id, completed=event.done, total=event.total)
+        else:
+            self._rich.update(task_id, completed=event.done, total=event.total)
         finished = event.total is not None and event.done >= event.total
         now = time.monotonic()
         if finished and key in self._finished:
@@ -71,7 +80,7 @@ class ProgressLines:
                 else ""
             )
             if task.speed:
-                text += f", {task.speed / 1e6:.1f} MB/s"
+                text += f", {rate(task.speed)}"
             if task.time_remaining is not None and not finished:
                 text += f", ETA {duration(task.time_remaining)}"
         else:
@@ -90,6 +99,7 @@ class HeadlessPrinter:
         self.progress = ProgressLines()
         self.failures: list[StepFailed] = []
         self.reader_gone = False  # stdout's reader closed it (`| head`)
+        self.file_states: dict[str, str] = {}
 
     def _print(self, step: str, kind: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -132,7 +142,12 @@ class HeadlessPrinter:
                     self._print(event.step_id, "progress", line)
             case Explanation():
                 self._print(event.step_id, "why", f"{event.cause} — fix: {event.fix}")
-            case HealthAttempt() | FileProgress() | FilesPlanned():
+            case FileProgress():
+                before = self.file_states.get(event.file, "waiting")
+                if event.state == "resuming" or (event.state == "done" and before == "waiting"):
+                    self.progress.rebase(event.step_id)  # resumed, or complete from a past run
+                self.file_states[event.file] = event.state
+            case HealthAttempt() | FilesPlanned():
                 pass  # the log lines say the same; the TUI draws these
             case QuestionAsked():
                 q = event.question
@@ -217,6 +232,9 @@ def run_headless(
             engine.cancel()
             _flush_quietly(engine)
             tell(err, "interrupted again: quitting now; the session is saved\n")
+            printer.handle(
+                RunFinished("", EXIT_INTERRUPTED, "interrupted again: quit at once; state saved")
+            )
             return EXIT_INTERRUPTED
         try:
             event = events.get(timeout=0.1)

@@ -481,13 +481,14 @@ def _finish_message(exit_code: int, finished: dict[str, str]) -> str:
     counts: dict[str, int] = {}
     for status in finished.values():
         counts[status] = counts.get(status, 0) + 1
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    parts = " ({})".format(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    parts = parts if counts else " (no step ended)"
     if exit_code == EXIT_OK:
         if counts and set(counts) == {"skipped"}:
-            return f"nothing to do: every step already holds ({parts})"
-        return f"bring-up complete ({parts})"
+            return f"nothing to do: every step already holds{parts}"
+        return f"bring-up complete{parts}"
     if exit_code == EXIT_INTERRUPTED:
-        return f"interrupted; state saved, run the same command to resume ({parts})"
+        return f"interrupted; state saved, run the same command to resume{parts}"
     if exit_code == EXIT_UNANSWERED:
-        return f"stopped at a question ({parts})"
-    return f"stopped: a step failed ({parts})"
+        return f"stopped at a question{parts}"
+    return f"stopped: a step failed{parts}"

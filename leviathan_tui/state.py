@@ -167,9 +167,15 @@ class SessionLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
+            end_it = (
+                f"end it with `kill -INT {holder}` (as Ctrl-C: it stops its steps and saves the "
+                "session)"
+                if holder.isdigit()
+                else "end it"
+            )
             raise UsageError(
                 f"another Leviathan (PID {holder}) is driving the session in {self.path.parent}",
-                "wait for it to finish, stop it, or use another --state-dir",
+                f"wait for it to finish, {end_it}, or use another --state-dir",
             ) from None
         try:
             os.ftruncate(fd, 0)

@@ -116,4 +116,4 @@ class NodePreflightStep(Step):
         announce_patch(ctx, facts, None)  # the kubelet mount is needed before the storage phase
         message = kube.ensure_namespace(namespace(ctx.config))
         ctx.log(message, "warn" if "added" in message else "info")
-        return f"{name} Ready ({node.os_image or 'unknown OS'}), namespace {ctx.config.cluster.namespace} allows privileged pods"
+        return f"{name} Ready, {node.os_image or 'unknown OS'}, namespace {ctx.config.cluster.namespace} allows privileged pods"

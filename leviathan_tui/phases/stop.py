@@ -22,13 +22,14 @@ HELPER_PODS = (
     "leviathan-host-check",
 )
 UNFINISHED = ("running", "interrupted")
-STOPPED = "stopped by leviathan stop; the next run starts it again"
+STOPPED = "stopped on request (leviathan stop, or Stop it and quit); the next run takes it up"
+STOPPED_MARKS = (STOPPED, "stopped by leviathan stop; the next run starts it again")  # and before
 STEP_OF_POD = {FETCH_POD: "download.fetch"}
 
 
 def _left_running(state: State, step_id: str) -> bool:
     record = state.steps.get(step_id)
-    return record is not None and record.status in UNFINISHED and record.error != STOPPED
+    return record is not None and record.status in UNFINISHED and record.error not in STOPPED_MARKS
 
 
 def _mark_stopped(state: State, step_id: str) -> None:

@@ -502,6 +502,28 @@ def test_status_calls_a_step_left_running_by_a_killed_run_interrupted(tmp_path: 
     assert "running" in next(line for line in out.splitlines() if "build.image" in line)
 
 
+def test_a_locked_session_names_how_to_end_its_holder(tmp_path: Path) -> None:
+    """`leviathan stop` is refused while another run holds the session, so the advice is the
+    signal that ends that run, with its PID."""
+    from leviathan_tui.state import SessionLock, State
+
+    state = State.load(tmp_path / "dry-run")
+    state.set_status("build.image", "running")
+    state.flush()
+    with SessionLock(tmp_path / "dry-run"):
+        result = run(["stop", "--dry-run", "--state-dir", str(tmp_path)])
+    assert result.returncode == 2
+    assert f"kill -INT {os.getpid()}" in result.stderr, result.stderr
+
+
+def test_stop_on_a_directory_with_no_dry_run_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    mistyped = tmp_path / "no-such-session"
+    result = run(["stop", "--dry-run", "--state-dir", str(mistyped)])
+    assert result.returncode == 0
+    assert f"no saved session in {mistyped / 'dry-run'}" in result.stdout, result.stdout
+    assert not mistyped.exists()
+
+
 def test_a_headless_run_that_stops_names_the_build_left_running(tmp_path: Path) -> None:
     from leviathan_tui.records import BuildJob
     from leviathan_tui.state import State

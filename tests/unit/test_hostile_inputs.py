@@ -436,6 +436,7 @@ def test_two_ctrl_c_within_milliseconds_exit_130_with_no_traceback(tmp_path: Pat
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, (attempt, proc.returncode, out[-500:], err)
         assert "Traceback" not in out + err and "release unlocked" not in err
+        assert " finished " in out.splitlines()[-1], out[-500:]  # a reader of stdout sees the end
         state = tmp_path / str(attempt) / "dry-run" / "state.json"
         if state.exists():
             json.loads(state.read_text())  # saved whole

@@ -250,3 +250,10 @@ def test_secrets_are_never_answered_from_a_replay_file(tmp_path: Path) -> None:
     failure = next(e for e in rec.events if isinstance(e, StepFailed))
     assert "never read from a replay file" in failure.error and "ssh-agent" in failure.hint
     assert "hunter2" not in (tmp_path / "state.json").read_text()
+
+
+def test_the_end_line_counts_what_ended_and_says_so_when_nothing_did() -> None:
+    from leviathan_tui.runner import _finish_message
+
+    assert _finish_message(EXIT_INTERRUPTED, {}).endswith("resume (no step ended)")
+    assert _finish_message(EXIT_INTERRUPTED, {"a": "done", "b": "done"}).endswith("(2 done)")
