@@ -14,7 +14,8 @@ from leviathan_tui import __version__
 EPILOG = """\
 exit codes: 0 done; 1 a step failed; 2 bad usage, config or replay file, or the session is
 locked; 3 a question the replay file does not answer, or an answer that was refused;
-130 interrupted (state saved: run the same command to resume).
+130 interrupted: Ctrl-C, SIGTERM, a closed terminal or stdout, or a quit with steps unfinished
+(state saved: run the same command to resume).
 """
 
 
