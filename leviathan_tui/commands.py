@@ -452,8 +452,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         detail = (rec.summary or rec.error or "") if rec else ""
         if status == "running" and not holder:  # its run was killed before it could save
             status, detail = "interrupted", "its run ended without saving; the next run resumes it"
+        elif status == "interrupted" and not detail:
+            detail = "the next run resumes it"
         print(f"  {step.id:<22} {status:<11} {detail}")
+    if not holder:
+        _print_left_running(args, state)
     return 0
+
+
+def _print_left_running(args: argparse.Namespace, state: Any) -> None:
+    """What the last run left going on the node or the build host, as its exit line said."""
+    from leviathan_tui.phases.stop import still_running
+
+    try:
+        config, _ = load_settings(args)
+    except LeviathanError:  # the settings are reported when they are used; status still reads
+        return
+    running = still_running(state, config, args.dry_run)
+    if running:
+        print(f"  may still be running: {', '.join(running)}; `leviathan stop` stops it")
 
 
 def cmd_reset(args: argparse.Namespace) -> int:

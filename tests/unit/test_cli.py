@@ -524,6 +524,21 @@ def test_stop_on_a_directory_with_no_dry_run_says_so_and_creates_nothing(tmp_pat
     assert not mistyped.exists()
 
 
+def test_status_names_the_detached_build_an_interrupted_run_left_going(tmp_path: Path) -> None:
+    from leviathan_tui.records import BuildJob
+    from leviathan_tui.state import State
+
+    state = State.load(tmp_path / "dry-run")
+    state.publish("build.image", BuildJob("b-1", "leviathan-build/b-1"))
+    state.set_status("build.image", "interrupted")
+    state.set_status("download.fetch", "interrupted")
+    state.flush()
+    out = run(["status", "--dry-run", "--state-dir", str(tmp_path)]).stdout
+    assert "may still be running: the image build on" in out and "leviathan-build/b-1" in out, out
+    fetch = next(line for line in out.splitlines() if "download.fetch" in line)
+    assert "the next run resumes it" in fetch
+
+
 def test_a_headless_run_that_stops_names_the_build_left_running(tmp_path: Path) -> None:
     from leviathan_tui.records import BuildJob
     from leviathan_tui.state import State
