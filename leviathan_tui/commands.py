@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from leviathan_tui.errors import LeviathanError, UsageError
+from leviathan_tui.streams import silence, tell
 
 MAX_DRY_RUN_SPEED = 1000.0
 
@@ -170,12 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume_command=command,
         )
         config = loaded["config"] if "config" in loaded else load_settings(args)[0]  # quit early
-        try:
-            print(exit_line(state, config, args.dry_run, command, stopped), flush=True)
-        except OSError:  # the terminal is gone (closed window, tmux kill): the session is saved
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, sys.stdout.fileno())
-            os.dup2(quiet, sys.stderr.fileno())
+        line = exit_line(state, config, args.dry_run, command, stopped)
+        if not tell(sys.stdout, line + "\n"):  # the terminal is gone: the session is saved
+            silence(sys.stderr)
         return code
     finally:
         if "backends" in loaded:

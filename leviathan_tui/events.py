@@ -144,6 +144,12 @@ class Progress(Event):
 FileState = Literal["waiting", "downloading", "resuming", "retrying", "verifying", "done", "failed"]
 
 
+def found_on_disk(previous: FileState | str, state: FileState | str) -> bool:
+    """A file resumed, or complete from an earlier run: its bytes were not moved by this run, so
+    a speed must not count them."""
+    return state == "resuming" or (state == "done" and previous == "waiting")
+
+
 @dataclass(frozen=True)
 class FilesPlanned(Event):
     """Every file of a transfer, listed before the first byte moves: (name, size) pairs."""

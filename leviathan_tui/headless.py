@@ -29,8 +29,10 @@ from leviathan_tui.events import (
     StepInterrupted,
     StepSkipped,
     StepStarted,
+    found_on_disk,
 )
 from leviathan_tui.runner import Runner
+from leviathan_tui.streams import tell
 from leviathan_tui.units import decimal_size, duration, rate
 
 PROGRESS_EVERY_S = 3.0
@@ -143,9 +145,8 @@ class HeadlessPrinter:
             case Explanation():
                 self._print(event.step_id, "why", f"{event.cause} — fix: {event.fix}")
             case FileProgress():
-                before = self.file_states.get(event.file, "waiting")
-                if event.state == "resuming" or (event.state == "done" and before == "waiting"):
-                    self.progress.rebase(event.step_id)  # resumed, or complete from a past run
+                if found_on_disk(self.file_states.get(event.file, "waiting"), event.state):
+                    self.progress.rebase(event.step_id)
                 self.file_states[event.file] = event.state
             case HealthAttempt() | FilesPlanned():
                 pass  # the log lines say the same; the TUI draws these
@@ -168,24 +169,6 @@ class HeadlessPrinter:
             tell(self.err, f"error: {failure.step_id}: {failure.error}\n")
             if failure.hint:
                 tell(self.err, f"  fix: {failure.hint}\n")
-
-
-def tell(stream: TextIO, text: str) -> bool:
-    """Write and flush; False when the stream's reader is gone (`| head` closed the pipe, the
-    terminal hung up: EPIPE, EIO), and from then on the stream's descriptor writes to /dev/null,
-    so a later write anywhere in the process cannot fail."""
-    try:
-        stream.write(text)
-        stream.flush()
-        return True
-    except (OSError, ValueError):
-        try:
-            quiet = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(quiet, stream.fileno())
-            os.close(quiet)
-        except (OSError, ValueError):  # no descriptor (a StringIO), or already closed
-            pass
-        return False
 
 
 def run_headless(

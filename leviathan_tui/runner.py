@@ -481,8 +481,8 @@ def _finish_message(exit_code: int, finished: dict[str, str]) -> str:
     counts: dict[str, int] = {}
     for status in finished.values():
         counts[status] = counts.get(status, 0) + 1
-    parts = " ({})".format(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    parts = parts if counts else " (no step ended)"
+    counted = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    parts = f" ({counted})" if counts else " (no step ended)"
     if exit_code == EXIT_OK:
         if counts and set(counts) == {"skipped"}:
             return f"nothing to do: every step already holds{parts}"

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, ProgressBar, Static
 
+from leviathan_tui.events import found_on_disk
 from leviathan_tui.units import decimal_size, duration, rate, short_duration, short_rate
 
 COLUMNS = ("file", "state", "done of size", "speed", "ETA")  # narrow enough for 80 columns
@@ -104,8 +105,8 @@ class DownloadPanel(Vertical):
         table = self.query_one(DataTable)
         task_id = self._task_for(name, total)
         previous = self.states.get(name, "waiting")
-        if state == "resuming" or (state == "done" and previous == "waiting"):
-            self._rebase = True  # resumed or already complete: not transferred in this run
+        if found_on_disk(previous, state):
+            self._rebase = True
         if state == "resuming":
             self._rich.reset(
                 task_id, completed=done, total=total

@@ -8,7 +8,8 @@ import re
 import time
 
 from leviathan_tui.events import FileProgress, Progress
-from leviathan_tui.headless import HeadlessPrinter, ProgressLines, tell
+from leviathan_tui.headless import HeadlessPrinter, ProgressLines
+from leviathan_tui.streams import tell
 
 GB = 10**9
 

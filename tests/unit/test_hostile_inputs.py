@@ -399,15 +399,29 @@ def test_render_into_a_full_directory_leaves_nothing_truncated(tmp_path: Path) -
 # --- signals ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("delay", [0.2, 0.4, 0.8, 1.5, 2.5])
-def test_sigterm_at_any_moment_exits_130_with_no_traceback(tmp_path: Path, delay: float) -> None:
-    proc = subprocess.Popen(
-        leviathan_cmd() + ["--dry-run", "--replay", str(REPLAY), "--state-dir", str(tmp_path)],
+def replay_run(state_dir: Path) -> subprocess.Popen[str]:
+    """The dry run answered by the example replay file, at its real pace, output piped."""
+    return subprocess.Popen(
+        leviathan_cmd() + ["--dry-run", "--replay", str(REPLAY), "--state-dir", str(state_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
     )
+
+
+def read_until(proc: subprocess.Popen[str], word: str, deadline: float) -> None:
+    """Read stdout until a line holds `word`, the output ends, or the deadline passes."""
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if word in line or not line:
+            return
+
+
+@pytest.mark.parametrize("delay", [0.2, 0.4, 0.8, 1.5, 2.5])
+def test_sigterm_at_any_moment_exits_130_with_no_traceback(tmp_path: Path, delay: float) -> None:
+    proc = replay_run(tmp_path)
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -417,18 +431,8 @@ def test_sigterm_at_any_moment_exits_130_with_no_traceback(tmp_path: Path, delay
 
 def test_two_ctrl_c_within_milliseconds_exit_130_with_no_traceback(tmp_path: Path) -> None:
     for attempt in range(8):
-        proc = subprocess.Popen(
-            leviathan_cmd()
-            + ["--dry-run", "--replay", str(REPLAY), "--state-dir", str(tmp_path / str(attempt))],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
-        )
-        deadline = time.monotonic() + 30
-        assert proc.stdout is not None
-        while time.monotonic() < deadline and "started" not in proc.stdout.readline():
-            pass
+        proc = replay_run(tmp_path / str(attempt))
+        read_until(proc, "started", time.monotonic() + 30)
         time.sleep(0.2 * (attempt % 4))
         proc.send_signal(signal.SIGINT)
         time.sleep(0.002 * attempt)
@@ -448,21 +452,11 @@ def test_ctrl_c_held_down_while_an_interrupted_run_shuts_down_still_exits_130(
     """The interpreter's shutdown puts the default action back on SIGINT: a Ctrl-C landing there
     ended the process as killed by SIGINT (-2), not exit 130."""
     for attempt in range(3):
-        proc = subprocess.Popen(
-            leviathan_cmd()
-            + ["--dry-run", "--replay", str(REPLAY), "--state-dir", str(tmp_path / str(attempt))],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=run_env(LEVIATHAN_DRY_RUN_SPEED="1"),
-        )
-        assert proc.stdout is not None
+        proc = replay_run(tmp_path / str(attempt))
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "started" not in proc.stdout.readline():
-            pass
+        read_until(proc, "started", deadline)
         proc.send_signal(signal.SIGINT)
-        while time.monotonic() < deadline and "finished" not in proc.stdout.readline():
-            pass
+        read_until(proc, "finished", deadline)
         while proc.poll() is None:  # the key held down from "finished" until the process is gone
             try:
                 proc.send_signal(signal.SIGINT)
