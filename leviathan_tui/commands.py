@@ -343,6 +343,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
         return 0
     with SessionLock(directory):
         state = State.load(directory)  # what was stopped is recorded: it no longer "may run"
+        for notice in state.notices:  # an unreadable session was moved aside: say so
+            sys.stderr.write(f"leviathan: {notice}\n")
         backends = make_backends(args, config, directory, None)
         try:
             done = stop_work(config, backends, state, lambda line: print(line))

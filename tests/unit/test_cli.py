@@ -539,6 +539,14 @@ def test_status_names_the_detached_build_an_interrupted_run_left_going(tmp_path:
     assert "the next run resumes it" in fetch
 
 
+def test_stop_says_when_it_moved_an_unreadable_session_aside(tmp_path: Path) -> None:
+    (tmp_path / "dry-run").mkdir()
+    (tmp_path / "dry-run" / "state.json").write_bytes(b"\x00\xff{garbage")
+    result = run(["stop", "--dry-run", "--state-dir", str(tmp_path)])
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "could not be read" in result.stderr and "moved aside" in result.stderr, result.stderr
+
+
 def test_a_headless_run_that_stops_names_the_build_left_running(tmp_path: Path) -> None:
     from leviathan_tui.records import BuildJob
     from leviathan_tui.state import State
