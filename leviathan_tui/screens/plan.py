@@ -15,6 +15,7 @@ from leviathan_tui.phases.plan_line import PlanLine
 
 STYLE = {"ok": "green", "info": "", "warn": "yellow", "error": "bold red"}
 MARK = {"ok": "✔", "info": "·", "warn": "!", "error": "✘"}
+READ_IN_FULL = "Read in full. Start (Enter) begins the bring-up."
 
 
 class PlanScreen(Screen[str]):
@@ -104,6 +105,8 @@ class PlanScreen(Screen[str]):
                     style="yellow",
                 ),
             )
+        else:  # the operator sees when Start will be taken, not only when "… reading" goes away
+            table.add_row("", "", Text(READ_IN_FULL, style="dim"))
         self.query_one("#plan-lines", Static).update(table)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from leviathan_tui.screens.plan import READ_IN_FULL
+
 ROOT = Path(__file__).resolve().parents[2]
 ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]")
 
@@ -150,7 +152,8 @@ def test_a_closed_terminal_saves_the_session_with_no_step_left_running(tmp_path:
     state_dir = tmp_path / "s"
     term = Terminal(["--dry-run", "--state-dir", str(state_dir)])
     try:
-        assert term.read_until(b"needs 415.2 GB with margin"), term.text()[-2000:]
+        # Start is taken once the plan is read in full; an earlier Enter is refused with a notice
+        assert term.read_until(READ_IN_FULL.encode()), term.text()[-2000:]
         term.press(b"\r")  # Start: the steps run until the host key and disk questions
         # the steps run until a question: the host key or the disk, whichever comes first
         assert term.read_until(b"asks (", b"Which disk should hold"), term.text()[-2000:]
@@ -173,7 +176,8 @@ def test_a_terminal_that_goes_away_ends_the_run_with_130_and_frees_the_session(
     state_dir = tmp_path / "s"
     term = Terminal(["--dry-run", "--state-dir", str(state_dir)])
     try:
-        assert term.read_until(b"needs 415.2 GB with margin"), term.text()[-2000:]
+        # Start is taken once the plan is read in full; an earlier Enter is refused with a notice
+        assert term.read_until(READ_IN_FULL.encode()), term.text()[-2000:]
         term.press(b"\r")
         assert term.read_until(b"asks (", b"Which disk should hold"), term.text()[-2000:]
         term.hang_up()
