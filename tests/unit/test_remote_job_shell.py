@@ -63,11 +63,32 @@ def test_a_stopped_job_is_done_with_143_and_keeps_its_log(tmp_path: Path) -> Non
     start(tmp_path, "echo building; sleep 30; echo built")
     pgid = int((tmp_path / "job.pid").read_text())
     assert sh(status_command(str(tmp_path), "job"), tmp_path).split() == ["running"]
+    log = tmp_path / "job.log"
+    deadline = time.monotonic() + 10  # start returns once the job is launched, not once it runs
+    while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "stopped"
     deadline = time.monotonic() + 5  # the shell's children too: the builder must not build on
     while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not group_alive(pgid)
     assert wait_status(tmp_path) == ["done", "143"]
-    assert (tmp_path / "job.log").read_text() == "building\n"
+    assert log.read_text() == "building\n"
     assert sh(stop_command(str(tmp_path), "job"), tmp_path).strip() == "absent"
+
+
+def test_a_job_stopped_as_soon_as_it_is_launched_does_not_run_on(tmp_path: Path) -> None:
+    """An operator's stop can come before the job has even set up its process group."""
+    for attempt in range(3):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        start(directory, "sleep 2; echo built > built")
+        pgid = int((directory / "job.pid").read_text())
+        assert sh(stop_command(str(directory), "job"), directory).strip() == "stopped"
+        assert wait_status(directory) == ["done", "143"]
+        deadline = time.monotonic() + 6
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not group_alive(pgid)
+    time.sleep(2.5)  # had any of them run on, its command would have finished by now
+    assert not list(tmp_path.glob("*/built"))
