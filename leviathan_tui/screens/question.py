@@ -58,6 +58,10 @@ class QuestionScreen(ModalScreen[str]):
         for widget in self.query(Input):  # none if closed before it was mounted
             widget.focus()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.value:  # typing anew: the reason shown was about the last answer
+            self.query_one("#question-error", Static).update("")
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self._try(event.value)
