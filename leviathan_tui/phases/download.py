@@ -181,6 +181,18 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def done_message(files: int, total: int, on_disk_before: int, result: dict[str, Any]) -> str:
+    """What the download did, in bytes fetched now and bytes found from an earlier run."""
+    checked = "verified" if result.get("verified") else "present (sha256 not checked)"
+    if not on_disk_before:
+        return f"{files} files, {decimal_size(total)} downloaded and {checked}"
+    fetched = max(0, total - on_disk_before)
+    return (
+        f"{files} files, {decimal_size(total)} {checked}: {decimal_size(fetched)} fetched now, "
+        f"{decimal_size(on_disk_before)} were on the disk already"
+    )
+
+
 class FetchStep(Step):
     id = "download.fetch"
     title = "Download and verify the model"
@@ -236,7 +248,7 @@ class FetchStep(Step):
                 plan.folder, int(result.get("files") or 0), total, bool(result.get("verified"))
             )
         )
-        return f"{result.get('files')} files, {decimal_size(total)} downloaded and verified"
+        return done_message(int(result.get("files") or 0), total, view.resumed, result)
 
     def _check_fits(self, ctx: StepContext, plan: ModelPlan, disk: DataDisk) -> None:
         margin = int(ctx.config.storage.min_free_margin_gib * 2**30)

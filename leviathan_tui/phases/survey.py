@@ -190,9 +190,15 @@ def survey(
         bandwidth = config.download.expected_bytes_per_s
         if config.download.max_bytes_per_s:
             bandwidth = min(bandwidth, config.download.max_bytes_per_s)
+        source = (
+            "download.max_bytes_per_s"
+            if bandwidth == config.download.max_bytes_per_s
+            else "download.expected_bytes_per_s"
+        )
+        # the plan does not read the disk: on a resume, what is on it already is not fetched again
+        bound, kept = ("at most ", "; what is on the disk already is kept") if disk else ("", "")
         yield PlanLine(
             "ETA",
-            f"download about {duration(model_total[0] / bandwidth)} at {rate(bandwidth)} "
-            f"({'download.max_bytes_per_s' if bandwidth == config.download.max_bytes_per_s else 'download.expected_bytes_per_s'}); "
-            "the build runs meanwhile",
+            f"download {bound}about {duration(model_total[0] / bandwidth)} at {rate(bandwidth)} "
+            f"({source}){kept}; the build runs meanwhile",
         )

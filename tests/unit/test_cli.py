@@ -479,12 +479,28 @@ def test_what_still_runs_after_a_quit_names_the_real_download_not_a_dry_runs(
 def test_the_plan_after_a_finished_download_has_nothing_to_download(tmp_path: Path) -> None:
     before = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
     assert "download about" in before.stdout and "nothing to download" not in before.stdout
+    assert "at most" not in before.stdout  # no disk chosen yet: the whole model is fetched
     done = run(["--dry-run", "--state-dir", str(tmp_path), "--replay", str(REPLAY)])
     assert done.returncode == 0, done.stderr
     after = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
     assert after.returncode == 0, after.stderr
     eta = next(line for line in after.stdout.splitlines() if "ETA" in line)
     assert "nothing to download: 14 files, 404.4 GB" in eta and "download about" not in eta
+
+
+def test_the_plan_of_a_resume_calls_its_download_eta_a_bound(tmp_path: Path) -> None:
+    """The plan does not read the disk: part of the model may be on it and is not fetched again."""
+    from leviathan_tui.records import DataDisk
+    from leviathan_tui.state import State
+
+    state = State.load(tmp_path / "dry-run")
+    state.publish("storage.format", DataDisk(path="/dev/nvme1n1", serial="S1", size=2 * 10**12))
+    state.set_status("storage.format", "done")
+    state.flush()
+    plan = run(["--dry-run", "--state-dir", str(tmp_path), "plan"])
+    assert plan.returncode == 0, plan.stderr
+    eta = next(line for line in plan.stdout.splitlines() if "ETA" in line)
+    assert "download at most about" in eta and "what is on the disk already is kept" in eta
 
 
 def test_status_calls_a_step_left_running_by_a_killed_run_interrupted(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from leviathan_tui.phases.download import DownloadView
+from leviathan_tui.phases.download import DownloadView, done_message
 
 GB = 10**9
 
@@ -47,3 +47,24 @@ def test_a_file_is_called_sha256_verified_only_when_the_agent_checked_it() -> No
         "checked: complete, sha256 verified",
         "unchecked: complete, its sha256 was not checked",
     ]
+
+
+def test_the_done_line_says_what_was_fetched_now_and_what_was_on_the_disk() -> None:
+    files = [SimpleNamespace(name=f"shard-{i}", size=45 * GB) for i in range(1, 4)]
+    plan = SimpleNamespace(files=files, total=135 * GB)
+    view = DownloadView(Ctx(), plan)  # type: ignore[arg-type]
+    view({"event": "file_done", "file": "shard-1", "size": 45 * GB, "skipped": True})
+    view({"event": "resume", "file": "shard-2", "done": 10 * GB, "total": 45 * GB})
+    for name in ("shard-2", "shard-3"):
+        view({"event": "file_done", "file": name, "size": 45 * GB, "verified": True})
+    line = done_message(3, 135 * GB, view.resumed, {"verified": True})
+    assert (
+        line == "3 files, 135.0 GB verified: 80.0 GB fetched now, 55.0 GB were on the disk already"
+    )
+    fresh = DownloadView(Ctx(), plan)  # type: ignore[arg-type]
+    for name in ("shard-1", "shard-2", "shard-3"):
+        fresh({"event": "file_done", "file": name, "size": 45 * GB, "verified": True})
+    assert done_message(3, 135 * GB, fresh.resumed, {"verified": True}) == (
+        "3 files, 135.0 GB downloaded and verified"
+    )
+    assert "sha256 not checked" in done_message(3, 135 * GB, 0, {"verified": False})
