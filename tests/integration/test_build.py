@@ -209,9 +209,10 @@ def go_until_the_build_starts(
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(run.go()))
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while builds(shim) == before and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert builds(shim) > before, "the builder was not called within 60 s"
     return thread, result
 
 
@@ -237,8 +238,10 @@ def test_wizard_killed_mid_build_reattaches_on_resume(host, tmp_path: Path) -> N
     before = builds(shim)
     config = make_config(tmp_path, sshd, registry, tag="resume")
     run = Run(tmp_path, config, {"ssh.host_key": fingerprint(sshd)})
-    threading.Timer(1.5, run.engine.cancel).start()
-    assert run.go() == 130
+    thread, result = go_until_the_build_starts(run, shim, before)
+    run.engine.cancel()
+    thread.join(60)
+    assert result == [130]
     again = Run(tmp_path, config, {})
     assert again.go() == EXIT_OK, again.failures()
     assert builds(shim) == before + 1

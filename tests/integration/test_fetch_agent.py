@@ -97,6 +97,17 @@ def test_full_download_verifies_and_second_run_fetches_nothing(hub, tmp_path: Pa
     assert code == 0
 
 
+def part_bytes(partials: Path) -> int:
+    """The bytes of the largest partly downloaded file (a finished one is renamed away)."""
+    sizes = [0]
+    for part in partials.glob("*.part"):
+        try:
+            sizes.append(part.stat().st_size)
+        except FileNotFoundError:
+            pass
+    return max(sizes)
+
+
 def test_server_outage_mid_shard_is_ridden_out(hub, tmp_path: Path) -> None:
     h, info = hub
     h.rate_bytes_s = 8 * 2**20
@@ -106,7 +117,11 @@ def test_server_outage_mid_shard_is_ridden_out(hub, tmp_path: Path) -> None:
         text=True,
         env=env_for(h),
     )
-    time.sleep(1.2)
+    partials = tmp_path / "data" / FOLDER / ".leviathan" / "partial"
+    deadline = time.monotonic() + 30  # mid shard: bytes are flowing, however long the start took
+    while time.monotonic() < deadline and part_bytes(partials) < 2**20:
+        time.sleep(0.02)
+    assert part_bytes(partials) >= 2**20, "no shard was being downloaded"
     h.outage(3.0)
     out, _ = proc.communicate(timeout=120)
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -552,7 +567,7 @@ def test_ctrl_c_ends_the_transfers_promptly_and_keeps_what_is_on_disk(hub, tmp_p
     proc.send_signal(signal.SIGINT)
     started = time.monotonic()
     out, _ = proc.communicate(timeout=30)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # promptly, even on a slow machine
     last = events_of(out)[-1]
     assert last["status"] == "failed" and "interrupted" in last["reason"]
     assert "Traceback" not in out

@@ -99,6 +99,7 @@ def test_agent_pod_runs_and_logs_stream(standin: StandIn, tmp_path: Path) -> Non
     kube.put_configmap(agent_configmap(config))
     kube.put_configmap(agent_configmap(config))  # the second time replaces
     pod = agent_pod(config, "probe-1", "probe", ["--label", "leviathan", "--no-blkid"])
+    standin.start_delay_s = 3.0  # still ContainerCreating when its logs are asked for, however slow
     kube.recreate_pod(pod)
     with pytest.raises(KubeError, match="waiting to start"):
         list(kube.follow_logs("ai-workloads", "probe-1"))  # like a real API while ContainerCreating

@@ -59,6 +59,27 @@ async def until(pilot, condition: Callable[[], object], limit_s: float) -> None:
         await pilot.pause(0.05)
 
 
+async def from_palette(app: LeviathanApp, pilot, text: str) -> None:
+    """Type `text` into the command palette and press Enter once its search shows that command
+    highlighted: the search runs in a worker, and an Enter before it has a hit does nothing."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press("ctrl+p", *text)
+
+    def found() -> bool:
+        palette = app.screen
+        if not isinstance(palette, CommandPalette) or not palette.query(CommandList):
+            return False
+        hits = palette.query_one(CommandList)
+        if hits.highlighted is None or not hits.option_count:
+            return False
+        return text.lower() in str(hits.get_option_at_index(hits.highlighted).prompt).lower()
+
+    await until(pilot, found, 15)
+    assert found(), f"the palette shows no {text!r}"
+    await pilot.press("enter")
+
+
 async def wait_for(app: LeviathanApp, pilot, kind: type, limit_s: float = 60.0) -> Screen:
     for _ in range(int(limit_s / 0.05)):
         if isinstance(app.screen, kind) and app.screen.is_mounted:
@@ -123,7 +144,8 @@ async def _answer(app: LeviathanApp, pilot, screen: Screen, device: str) -> None
         table.move_cursor(row=row)
         await pilot.press("enter")
     elif isinstance(screen, ConfirmFormatScreen):
-        assert app.focused is not None and app.focused.id == "confirm-answer"
+        if app.focused is None or app.focused.id != "confirm-answer":
+            return  # still mounting: the focus comes to its input in a moment; asked again then
         await pilot.press(*screen.question.expected, "enter")
     elif isinstance(screen, QuestionScreen):
         if screen.question.presented:

@@ -24,6 +24,7 @@ from tests.tui.helpers import (
     SMALL,
     answer,
     answer_until_downloading,
+    from_palette,
     make_app,
     shown_text,
     until,
@@ -147,6 +148,7 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         device.query_one("#devices").move_cursor(row=1)
         await pilot.press("enter")
         confirm = await wait_for(app, pilot, ConfirmFormatScreen)
+        await until(pilot, lambda: app.focused is not None, 5)  # focus is set once it is mounted
         assert app.focused is confirm.query_one("#confirm-answer")  # focus in the input
         assert "nvme1n1" in str(confirm.query_one("#confirm-expected").render())  # shown as text
         assert not confirm.query_one("#confirm-answer").placeholder
@@ -157,6 +159,7 @@ async def test_confirmations_cannot_trap_and_esc_goes_back(tmp_path: Path, size)
         assert app.screen is confirm
         assert "nvme1n1" in str(confirm.query_one("#confirm-error").render())
         await pilot.press("tab", *"nvme", "tab", *"1n1")  # Tab does not take the typing away
+        assert not str(confirm.query_one("#confirm-error").render()).strip()  # typing clears it
         assert confirm.query_one("#confirm-answer").value == "nvme1n1"
         assert app.focused is confirm.query_one("#confirm-answer")
         confirm.query_one("#confirm-answer").value = ""
@@ -217,12 +220,19 @@ async def test_the_host_key_question_can_be_put_aside_and_answered_later(
         await pilot.pause(0.3)
         assert app.step_list.status("build.image") == "waiting"
         assert "StepFailed:build.image" not in app.events_seen
-        while isinstance(app.screen, DeviceScreen | ConfirmFormatScreen):
+        for _ in range(1200):  # the disk questions, if they are still to come, are answered first
+            if "StepDone:storage.format" in app.events_seen and app.screen is app.screen_stack[0]:
+                break
             await answer(app, pilot, app.screen, "/dev/nvme1n1")
             await pilot.pause(0.05)
+        assert "StepDone:storage.format" in app.events_seen and app.screen is app.screen_stack[0]
         await pilot.press("a")
         again = await wait_for(app, pilot, QuestionScreen)
         assert again.question.id == "ssh.host_key"
+        await pilot.press("q", "enter")  # a wrong answer stays, with its reason
+        assert app.screen is again and str(again.query_one("#question-error").render()).strip()
+        await pilot.press("x")  # typing anew clears the reason
+        assert not str(again.query_one("#question-error").render()).strip()
         await pilot.press("ctrl+y")
         await until(pilot, lambda: "StepDone:build.image" in app.events_seen, 20)
         assert "StepDone:build.image" in app.events_seen
@@ -249,6 +259,7 @@ async def test_resume_dialog_is_whole_and_tab_enter_starts_over_visibly(
         assert app.step_list.region.height > 0 and app.screen is screen
         await pilot.press("tab", "enter")
         await wait_for(app, pilot, PlanScreen)
+        await until(pilot, lambda: any("started over" in t for _, t, _ in app.log_pane.lines), 5)
         assert any("started over" in line for _, line, _ in app.log_pane.lines)
         await pilot.press("q")
 
@@ -280,9 +291,7 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
         assert not app.check_action("verify_again", ())  # not offered while the steps run
         stop = size == SMALL
         if stop:  # the palette's Quit asks too, then "Stop it and quit"
-            await pilot.press("ctrl+p", *"Quit")
-            await pilot.pause(0.5)
-            await pilot.press("enter")
+            await from_palette(app, pilot, "Quit")
         else:
             await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
@@ -290,7 +299,7 @@ async def test_quit_while_work_runs_says_what_keeps_running(tmp_path: Path, size
             await pilot.click("#stop")
         else:
             await pilot.press("ctrl+c")  # asked twice: quit and let it run
-        await until(pilot, lambda: not app.is_running, 20)
+        await until(pilot, lambda: not app.is_running, 60)
     assert app.return_value == 130
     from leviathan_tui.state import State
 
@@ -375,9 +384,7 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
             pilot, lambda: any("health check now:" in text for _, text, _ in pane.lines), 10
         )
         assert any("health check now: HEALTHY" in text for _, text, _ in pane.lines)
-        await pilot.press("ctrl+p", *"Show the summary")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await from_palette(app, pilot, "Show the summary")
         await wait_for(app, pilot, SummaryScreen)  # the summary can be opened again
         await pilot.press("escape")
         await pilot.pause(0.2)
@@ -387,13 +394,14 @@ async def test_logs_per_step_search_by_step_id_wrap_and_saved_with_timestamps(
 async def test_download_panel_lists_every_file_from_the_start(tmp_path: Path) -> None:
     app = make_app(tmp_path, speed=1.0)
     async with app.run_test(size=LARGE) as pilot:
-        for _ in range(600):
+        for _ in range(2400):
             await answer(app, pilot, app.screen, "/dev/nvme1n1")
             await pilot.pause(0.05)
             if "FilesPlanned:download.fetch" in app.events_seen:
                 break
-        await pilot.pause(0.2)
+        assert "FilesPlanned:download.fetch" in app.events_seen
         panel = app.download_panel
+        await until(pilot, lambda: len(panel.states) == 14, 5)
         assert len(panel.states) == 14  # 9 shards + 5 config files, before any byte
         table = panel.query_one("#dl-files")
         assert table.row_count == 14
@@ -503,11 +511,10 @@ async def test_the_palettes_screenshot_is_saved_beside_the_logs_without_a_downlo
     app = make_app(state_dir)
     async with app.run_test(size=SMALL) as pilot:
         await wait_for(app, pilot, PlanScreen)
-        await pilot.press("ctrl+p", *"Screenshot")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await until(pilot, lambda: list(state_dir.glob("*.svg")), 5)
-        await pilot.pause(0.2)
+        await from_palette(app, pilot, "Screenshot")
+        await until(pilot, lambda: list(state_dir.glob("*.svg")), 10)
+        # the file is created before it is written; the notice comes once it is complete
+        await until(pilot, lambda: any(".svg" in str(n.message) for n in app._notifications), 10)
         notices = [n.message for n in app._notifications]
         await pilot.press("q")
     shots = list(state_dir.glob("*.svg"))
@@ -572,7 +579,7 @@ async def test_the_plan_of_a_resumed_session_names_the_build_left_running(tmp_pa
         await pilot.press("q")
         await wait_for(app, pilot, QuitScreen)
         await pilot.click("#stop")
-        await until(pilot, lambda: not app.is_running, 10)
+        await until(pilot, lambda: not app.is_running, 60)
     assert app.return_value == 130 and app.stopped is not None
 
 
@@ -585,7 +592,8 @@ async def test_the_quit_dialog_follows_what_finishes_behind_it(tmp_path: Path) -
         assert "download" in shown_text(quit_screen.query_one("#quit-running"))
         # the download finishes while the dialog is up
         app.post_message(EngineEvent(StepDone("download.fetch", "14 files verified")))
-        await pilot.pause(0.3)
+        running = quit_screen.query_one("#quit-running")
+        await until(pilot, lambda: "download" not in shown_text(running), 5)
         assert "download" not in shown_text(quit_screen.query_one("#quit-running"))
         await pilot.press("q")  # asked twice: quit
         await until(pilot, lambda: not app.is_running, 20)

@@ -419,9 +419,24 @@ def read_until(proc: subprocess.Popen[str], word: str, deadline: float) -> None:
             return
 
 
-@pytest.mark.parametrize("delay", [0.2, 0.4, 0.8, 1.5, 2.5])
+def catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.4, 0.8, 1.5, 2.5])
 def test_sigterm_at_any_moment_exits_130_with_no_traceback(tmp_path: Path, delay: float) -> None:
     proc = replay_run(tmp_path)
+    # from the moment leviathan handles SIGTERM: before that, the interpreter is still starting
+    deadline = time.monotonic() + 30
+    while not catches(proc.pid, signal.SIGTERM) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert catches(proc.pid, signal.SIGTERM), "leviathan never installed its SIGTERM handler"
     time.sleep(delay)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)

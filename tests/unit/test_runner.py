@@ -146,14 +146,14 @@ def test_reads_may_depend_on_the_config(tmp_path: Path) -> None:
 
 def test_independent_steps_overlap(tmp_path: Path) -> None:
     root = Timed("root")
-    dl, build = Timed("dl", ("root",), 0.6), Timed("build", (), 0.6)
+    dl, build = Timed("dl", ("root",), 2.0), Timed("build", (), 2.0)
     runner, _ = make([root, dl, build], tmp_path)
     start = time.monotonic()
     assert runner.run() == EXIT_OK
     total = time.monotonic() - start
-    overlap = min(dl.span[1], build.span[1]) - max(dl.span[0], build.span[0])
-    assert overlap > 0.45, overlap
-    assert total < 1.1, total
+    # each runs while the other does (fsyncs and thread hand-offs take their time on a slow disk)
+    assert dl.span[0] < build.span[1] and build.span[0] < dl.span[1], (dl.span, build.span)
+    assert total < 3.5, total  # in turn they would take 4 s
 
 
 def test_resume_skips_steps_whose_check_holds(tmp_path: Path) -> None:

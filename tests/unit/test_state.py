@@ -142,12 +142,10 @@ def test_second_holder_is_refused_naming_the_pid(state_dir: Path) -> None:
 
 
 def test_progress_saves_are_coalesced(state_dir: Path) -> None:
-    st = State.load(state_dir, coalesce_s=0.5)
-    start = time.monotonic()
+    st = State.load(state_dir, coalesce_s=30.0)  # a window no slow machine outlasts here
     for i in range(300):
         st.publish("download.fetch", ModelFiles("F", 9, i, False), coalesce=True)
-    assert time.monotonic() - start < 1.0
-    assert st.saves <= 3
+    assert st.saves <= 2  # not one write per progress update
     st.flush()
     assert State.load(state_dir).get(ModelFiles).total == 299
     os.sync()
