@@ -181,14 +181,15 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def done_message(files: int, total: int, on_disk_before: int, result: dict[str, Any]) -> str:
+def done_message(files: ModelFiles, on_disk_before: int) -> str:
     """What the download did, in bytes fetched now and bytes found from an earlier run."""
-    checked = "verified" if result.get("verified") else "present (sha256 not checked)"
+    checked = "verified" if files.verified else "present (sha256 not checked)"
+    whole = f"{files.files} files, {decimal_size(files.total)}"
     if not on_disk_before:
-        return f"{files} files, {decimal_size(total)} downloaded and {checked}"
-    fetched = max(0, total - on_disk_before)
+        return f"{whole} downloaded and {checked}"
+    fetched = max(0, files.total - on_disk_before)
     return (
-        f"{files} files, {decimal_size(total)} {checked}: {decimal_size(fetched)} fetched now, "
+        f"{whole} {checked}: {decimal_size(fetched)} fetched now, "
         f"{decimal_size(on_disk_before)} were on the disk already"
     )
 
@@ -242,13 +243,14 @@ class FetchStep(Step):
                 f"download failed: {result.get('reason')}",
                 "run again: finished shards are kept and partial ones resume",
             )
-        total = int(result.get("total") or 0)
-        ctx.publish(
-            ModelFiles(
-                plan.folder, int(result.get("files") or 0), total, bool(result.get("verified"))
-            )
+        files = ModelFiles(
+            plan.folder,
+            int(result.get("files") or 0),
+            int(result.get("total") or 0),
+            bool(result.get("verified")),
         )
-        return done_message(int(result.get("files") or 0), total, view.resumed, result)
+        ctx.publish(files)
+        return done_message(files, view.resumed)
 
     def _check_fits(self, ctx: StepContext, plan: ModelPlan, disk: DataDisk) -> None:
         margin = int(ctx.config.storage.min_free_margin_gib * 2**30)

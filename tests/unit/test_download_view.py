@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from leviathan_tui.phases.download import DownloadView, done_message
+from leviathan_tui.records import ModelFiles
 
 GB = 10**9
 
@@ -57,14 +58,14 @@ def test_the_done_line_says_what_was_fetched_now_and_what_was_on_the_disk() -> N
     view({"event": "resume", "file": "shard-2", "done": 10 * GB, "total": 45 * GB})
     for name in ("shard-2", "shard-3"):
         view({"event": "file_done", "file": name, "size": 45 * GB, "verified": True})
-    line = done_message(3, 135 * GB, view.resumed, {"verified": True})
+    line = done_message(ModelFiles("F", 3, 135 * GB, True), view.resumed)
     assert (
         line == "3 files, 135.0 GB verified: 80.0 GB fetched now, 55.0 GB were on the disk already"
     )
     fresh = DownloadView(Ctx(), plan)  # type: ignore[arg-type]
     for name in ("shard-1", "shard-2", "shard-3"):
         fresh({"event": "file_done", "file": name, "size": 45 * GB, "verified": True})
-    assert done_message(3, 135 * GB, fresh.resumed, {"verified": True}) == (
+    assert done_message(ModelFiles("F", 3, 135 * GB, True), fresh.resumed) == (
         "3 files, 135.0 GB downloaded and verified"
     )
-    assert "sha256 not checked" in done_message(3, 135 * GB, 0, {"verified": False})
+    assert "sha256 not checked" in done_message(ModelFiles("F", 3, 135 * GB, False), 0)
