@@ -18,12 +18,24 @@ MARK = {"ok": "✔", "info": "·", "warn": "!", "error": "✘"}
 READ_IN_FULL = "Read in full. Start (Enter) begins the bring-up."
 
 
+class StartButton(Button):
+    """Enter on it starts, and the footer says so (a plain button hides its Enter)."""
+
+    BINDINGS = [Binding("enter", "press", "Start")]
+
+
+class QuitButton(Button):
+    BINDINGS = [Binding("enter", "press", "Quit")]
+
+
 class PlanScreen(Screen[str]):
     """Dismisses with "start" or "quit"."""
 
     CSS_PATH = "plan.tcss"
     BINDINGS = [
-        Binding("enter", "start", "Start", show=True, priority=True),
+        # not a priority binding: Enter then waits its turn behind a Tab typed just before it,
+        # and goes where that Tab put the focus
+        Binding("enter", "start", "Start", show=True),
         Binding("escape", "stay", "Stay (q quits)", show=False),  # Esc must not quit here
         Binding("q", "quit", "Quit"),
         Binding("pagedown,down", "scroll_plan(1)", "Scroll", show=False),
@@ -45,8 +57,8 @@ class PlanScreen(Screen[str]):
             yield Static(self.plan_title, id="plan-title")
             yield Static("reading the cluster, the build host's key and the Hub…", id="plan-lines")
         with Horizontal(id="plan-buttons"):
-            yield Button("Start  (Enter)", id="plan-start", variant="primary")
-            yield Button("Quit  (q)", id="plan-quit")
+            yield StartButton("Start  (Enter)", id="plan-start", variant="primary")
+            yield QuitButton("Quit  (q)", id="plan-quit")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -115,10 +127,7 @@ class PlanScreen(Screen[str]):
         else:
             self.dismiss("quit")
 
-    def action_start(self) -> None:
-        if isinstance(self.focused, Button) and self.focused.id == "plan-quit":
-            self.dismiss("quit")
-            return
+    def action_start(self) -> None:  # Enter with the focus off the buttons (the plan's text)
         self._start()
 
     def _start(self) -> None:

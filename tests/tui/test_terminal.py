@@ -117,6 +117,19 @@ def test_the_plan_paints_then_its_lines_then_q_exits_0_with_the_resume_line(
         term.close()
 
 
+def test_tab_then_enter_typed_at_once_on_the_plan_presses_quit_not_start(tmp_path: Path) -> None:
+    """Both keys in one read, as a fast typist or a paste sends them: Enter goes where Tab put
+    the focus (Quit), not to Start."""
+    term = Terminal(["--dry-run", "--state-dir", str(tmp_path / "s")])
+    try:
+        assert term.read_until(READ_IN_FULL.encode()), term.text()[-2000:]
+        term.press(b"\t\r")
+        assert term.wait() == 0, term.text()[-2000:]
+        assert "leviathan: nothing was started" in term.text()
+    finally:
+        term.close()
+
+
 @pytest.mark.parametrize("key", [b"q", b"\x11"], ids=["q", "ctrl+q"])
 def test_quitting_at_the_first_paint_before_the_configuration_is_read(
     tmp_path: Path, key: bytes
